@@ -1,0 +1,48 @@
+# Two commands do all the set-up on a fresh machine (Python 3.10+ and git):
+#   make run    creates .venv, generates the sample data, runs the pipeline, prints the report path
+#   make test   creates .venv if needed, runs every test (unit, pipeline, notebooks)
+# EXTRAS picks the pip extras: analysts get JupyterLab (lab); CI and schedulers use EXTRAS=dev,
+# which keeps jupyterlab's slow jsonschema import out of every papermill process.
+
+PYTHON ?= python3
+VENV ?= .venv
+EXTRAS ?= dev,lab
+PARAMS ?= params/sample.yaml
+CUSTOMERS ?= 5000
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: env run test test-fast bench sample clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m ipykernel install --sys-prefix --name crmlib --display-name "Python (crmlib)" >/dev/null
+	touch $@
+
+data/sample/truth/README.md: $(STAMP) $(wildcard crmlib/sample/*.py)
+	$(VENV)/bin/crm sample --out data/sample --customers $(CUSTOMERS)
+
+sample: data/sample/truth/README.md
+
+run: data/sample/truth/README.md
+	$(VENV)/bin/crm run --params $(PARAMS)
+
+test: data/sample/truth/README.md
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not pipeline"
+
+bench: $(STAMP)
+	$(PY) bench/ingest.py
+	$(PY) bench/clv.py
+	$(PY) bench/attribution.py
+	$(PY) bench/abtest.py
+
+clean:
+	rm -rf $(VENV) data/sample data/ci reports/*/ reports/index.html .pytest_cache
