@@ -12,7 +12,7 @@ CUSTOMERS ?= 5000
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env run test test-fast bench sample clean
+.PHONY: env run test test-fast bench bench-peers sample clean
 
 env: $(STAMP)
 
@@ -38,11 +38,23 @@ test: data/sample/truth/README.md
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not pipeline"
 
+# The tools we compare against cannot share our environment (lifetimes breaks on pandas 3;
+# ChannelAttribution is GPL): they live in .venv-peers, which bench-peers builds.
+PEERS := .venv-peers
+PEERS_PY := $(PEERS)/bin/python
+
 bench: $(STAMP)
 	$(PY) bench/ingest.py
-	$(PY) bench/clv.py
-	$(PY) bench/attribution.py
+	LIFETIMES_PYTHON=$(PEERS_PY) $(PY) bench/clv.py
+	$(PY) bench/attribution.py --ca-python $(PEERS_PY)
 	$(PY) bench/abtest.py
+
+bench-peers: $(PEERS)/.installed bench
+
+$(PEERS)/.installed:
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS_PY) -m pip install --quiet "lifetimes==0.11.3" "pandas<2" "numpy<2" "scipy<1.14" "ChannelAttribution"
+	touch $@
 
 clean:
 	rm -rf $(VENV) data/sample data/ci reports/*/ reports/index.html .pytest_cache

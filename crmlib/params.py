@@ -176,9 +176,10 @@ SCHEMA = Section({
         "clv": Section({
             "time_unit": Field("str", default="W", choices=("D", "W", "M"), nullable=False),
             "holdout_end": Field("date"),
-            "horizon": Field("number", default=52, nullable=False, doc="in time units"),
+            "horizon": Field("number", doc="in time units; null = one year (52 W, 365 D, 12 M)"),
             "discount_rate": Field("number", default=0.10, nullable=False, doc="annual"),
             "penalizer_coef": Field("number", default=0.0, nullable=False),
+            "margin": Field("number", default=1.0, nullable=False, doc="CLV = margin x revenue"),
         }),
         "clusters": Section({
             "k": Field("int"),
@@ -188,6 +189,7 @@ SCHEMA = Section({
         }),
         "churn": Section({
             "thresholds": MapOf("number", default={"high": 0.3, "medium": 0.7}),
+            "warning_top": Field("int", default=100, nullable=False, doc="length of the churn-warning list"),
         }),
         "loyalty": Section({
             "tiers": ListOf(Section({

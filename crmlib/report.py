@@ -197,8 +197,21 @@ def run_header(ctx: Any) -> Any:
     return Markdown("\n".join(lines))
 
 
-def show(df: pd.DataFrame, *, digits: int = 3, caption: str | None = None, max_rows: int = 50) -> Any:
-    """A DataFrame styled for a report: floats rounded, index hidden, at most ``max_rows`` rows."""
+def show(df: pd.DataFrame | Any, *, digits: int = 3, caption: str | None = None, max_rows: int = 50) -> Any:
+    """A DataFrame styled for a report: floats rounded, index hidden, at most ``max_rows`` rows.
+
+    Anything that is not a DataFrame (a stage's "skipped: no touchpoints" notice) is returned as it is.
+    """
+    if df is None:
+        from IPython.display import Markdown
+
+        return Markdown(f"*{caption or 'This table'}: not available for this run.*")
+    if not isinstance(df, pd.DataFrame):
+        return df
+    if df.empty:
+        from IPython.display import Markdown
+
+        return Markdown(f"*{caption or 'Nothing to show'}: no rows.*")
     view = df.head(max_rows)
     styler = view.style.hide(axis="index").format(precision=digits, thousands=",", na_rep="")
     if caption:

@@ -37,6 +37,12 @@ def tiny_params(tmp_path: Path) -> Path:
     return p
 
 
+@pytest.fixture
+def notebook_writer():
+    """``write(path, *cells)``: a notebook whose first code cell is a tagged ``parameters`` cell."""
+    return write_notebook
+
+
 def write_notebook(path: Path, *cells: str) -> Path:
     """Write a notebook whose first code cell is a tagged ``parameters`` cell."""
     nb = nbformat.v4.new_notebook()

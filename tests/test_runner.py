@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from crmlib.runner import discover_notebooks, run_pipeline
-from conftest import write_notebook
 
 
 @pytest.fixture
-def notebooks(tmp_path: Path) -> Path:
+def notebooks(tmp_path: Path, notebook_writer) -> Path:
+    write_notebook = notebook_writer
     d = tmp_path / "nbs"
     write_notebook(d / "01_ingest.ipynb",
                    "from pathlib import Path\n(Path(run_dir) / 'tables' / 'marker.txt').write_text('ingest')",
@@ -46,7 +46,8 @@ def test_run_publishes_ok_run(tiny_params: Path, notebooks: Path, capsys):
     assert "r1/index.html" in index
 
 
-def test_stage_without_its_input_kind_is_skipped(tiny_params: Path, tmp_path: Path):
+def test_stage_without_its_input_kind_is_skipped(tiny_params: Path, tmp_path: Path, notebook_writer):
+    write_notebook = notebook_writer
     nbs = tmp_path / "nbs2"
     write_notebook(nbs / "04_ab_tests.ipynb", "1 / 0")
     res = run_pipeline(tiny_params, notebooks_dir=nbs, run_id="r2")
@@ -54,7 +55,8 @@ def test_stage_without_its_input_kind_is_skipped(tiny_params: Path, tmp_path: Pa
     assert ab.status == "skipped" and "experiments" in ab.reason and res.ok
 
 
-def test_failing_stage_stops_run_and_is_marked(tiny_params: Path, tmp_path: Path):
+def test_failing_stage_stops_run_and_is_marked(tiny_params: Path, tmp_path: Path, notebook_writer):
+    write_notebook = notebook_writer
     nbs = tmp_path / "nbs3"
     write_notebook(nbs / "01_ingest.ipynb", "raise ValueError('orders.csv row 3, column amount: not a number')")
     write_notebook(nbs / "02_segmentation.ipynb", "print('never')")

@@ -1,0 +1,107 @@
+"""Multiple-comparison corrections within an explicit family.
+
+Families used by the stage (per experiment): the primary metric alone (across treatment arms),
+the secondary metrics as one family (metrics x treatment arms). Guardrails are *not* corrected: each
+is a one-sided non-inferiority test and shipping requires **all** of them to pass (an
+intersection-union test, which keeps its level without correction).
+
+Boundary rule: an adjusted p-value equal to alpha rejects (``p_adj <= alpha``), as in statsmodels
+``multipletests``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["holm", "benjamini_hochberg", "adjust_pvalues", "adjust_grouped", "reject"]
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values (FWER). NaNs are kept and excluded from the family."""
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="mergesort")
+    adj = np.maximum.accumulate((m - np.arange(m)) * q[order])
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out
+
+
+def benjamini_hochberg(pvalues) -> np.ndarray:
+    """Benjamini-Hochberg (1995) step-up adjusted p-values (FDR). NaNs are kept and excluded."""
+    p = np.asarray(pvalues, float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="mergesort")
+    raw = q[order] * m / np.arange(1, m + 1)
+    adj = np.minimum.accumulate(raw[::-1])[::-1]
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out
+
+
+def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
+    """Adjust one family of p-values; ``method`` is ``"holm"`` (default) or ``"bh"``."""
+    if method == "holm":
+        return holm(pvalues)
+    if method in ("bh", "fdr_bh"):
+        return benjamini_hochberg(pvalues)
+    raise ValueError(f"correction must be 'holm' or 'bh', got {method!r}")
+
+
+def reject(adjusted, alpha: float = 0.05) -> np.ndarray:
+    """Rejections with the ``<=`` boundary rule (as statsmodels)."""
+    a = np.asarray(adjusted, float)
+    return np.where(np.isnan(a), False, a <= alpha)
+
+
+def adjust_grouped(pvalues, families, method: str = "holm") -> np.ndarray:
+    """Adjust p-values within each family at once (vectorized over many families).
+
+    Parameters
+    ----------
+    pvalues : array_like
+        One p-value per test; NaNs are excluded from their family and stay NaN.
+    families : array_like
+        Family label per test (same length).
+    method : {"holm", "bh"}
+    """
+    if method not in ("holm", "bh", "fdr_bh"):
+        raise ValueError(f"correction must be 'holm' or 'bh', got {method!r}")
+    p = np.asarray(pvalues, float)
+    fam = pd.factorize(pd.Series(np.asarray(families)))[0]
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    if not ok.any():
+        return out
+    idx = np.flatnonzero(ok)
+    f, q = fam[idx], p[idx]
+    order = np.lexsort((q, f))
+    f_s, q_s = f[order], q[order]
+    size = np.bincount(f_s)[f_s]
+    first = np.r_[0, np.flatnonzero(np.diff(f_s)) + 1]
+    start = np.repeat(first, np.diff(np.r_[first, f_s.size]))
+    rank = np.arange(f_s.size) - start                     # 0-based rank within family
+    df = pd.DataFrame({"f": f_s})
+    if method == "holm":
+        df["v"] = (size - rank) * q_s
+        adj = df.groupby("f")["v"].cummax().to_numpy()
+    else:
+        df["v"] = q_s * size / (rank + 1)
+        adj = df.iloc[::-1].groupby("f")["v"].cummin().iloc[::-1].to_numpy()
+    res = np.empty(f_s.size)
+    res[order] = np.minimum(adj, 1.0)
+    out[idx] = res
+    return out

@@ -1,0 +1,94 @@
+"""Figures for the A/B report: forest plot of lifts with CIs, cumulative lift over time.
+
+Both take the stage's DataFrames and an optional ``ax``, return the Axes and never call
+``plt.show()``. No customer-level data is drawn.
+"""
+
+from __future__ import annotations
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.ticker import PercentFormatter
+
+__all__ = ["plot_forest", "plot_cumulative_lift"]
+
+_COLORS = {"better": "tab:green", "worse": "tab:red", "guardrail pass": "tab:green", "guardrail fail": "tab:red",
+           "blocked: SRM": "tab:gray"}
+
+
+def plot_forest(results: pd.DataFrame, experiment_id: str | None = None, *, sequential: bool = False,
+                ax: Axes | None = None) -> Axes:
+    """Relative lift with its CI per experiment x metric x treatment variant.
+
+    Parameters
+    ----------
+    results : DataFrame
+        ``ab_results`` rows.
+    experiment_id : str, optional
+        Only this experiment.
+    sequential : bool
+        Draw the always-valid (confidence-sequence) interval instead of the fixed-horizon one (the
+        relative sequence is the absolute one scaled by the delta-method ratio ``rel_se / se``).
+    ax : matplotlib Axes, optional
+    """
+    r = results[~results["is_control"].astype(bool)]
+    if experiment_id is not None:
+        r = r[r["experiment_id"] == experiment_id]
+    r = r[np.isfinite(r["rel_lift"].astype(float))].iloc[::-1]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.45 * max(len(r), 2) + 1))
+    y = np.arange(len(r))
+    lift = r["rel_lift"].to_numpy(float)
+    if sequential:
+        scale = (r["rel_ci_high"] - r["rel_ci_low"]) / (r["abs_ci_high"] - r["abs_ci_low"])
+        lo = lift - (r["abs_lift"] - r["seq_ci_low"]).to_numpy(float) * scale.to_numpy(float)
+        hi = lift + (r["seq_ci_high"] - r["abs_lift"]).to_numpy(float) * scale.to_numpy(float)
+    else:
+        lo, hi = r["rel_ci_low"].to_numpy(float), r["rel_ci_high"].to_numpy(float)
+    colors = [_COLORS.get(v, "tab:blue") for v in r["verdict"]]
+    ax.hlines(y, lo, hi, colors=colors, lw=2)
+    ax.scatter(lift, y, c=colors, zorder=3)
+    ax.axvline(0, color="black", lw=0.8)
+    labels = [f"{e} · {m} · {v}" if experiment_id is None else f"{m} · {v}"
+              for e, m, v in zip(r["experiment_id"], r["metric"], r["variant"])]
+    ax.set_yticks(y, labels)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    kind = "always-valid confidence sequence" if sequential else "fixed-horizon CI"
+    ax.set_xlabel(f"relative lift vs control ({kind})")
+    ax.set_title(f"Lifts{' - ' + experiment_id if experiment_id else ''}")
+    return ax
+
+
+def plot_cumulative_lift(cumulative: pd.DataFrame, experiment_id: str, *, variant: str | None = None,
+                         ax: Axes | None = None) -> Axes:
+    """Cumulative relative lift by assignment date with the confidence sequence (and fixed CI, dashed).
+
+    ``cumulative`` comes from :func:`crmlib.abtest.stage.cumulative_lift`.
+    """
+    c = cumulative[cumulative["experiment_id"] == experiment_id]
+    if variant is not None:
+        c = c[c["variant"] == variant]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4))
+    for v, g in c.groupby("variant", sort=True):
+        d = pd.to_datetime(g["date"])
+        line, = ax.plot(d, g["rel_lift"], label=f"{v}: lift")
+        ax.fill_between(d, g["seq_rel_ci_low"].astype(float), g["seq_rel_ci_high"].astype(float),
+                        color=line.get_color(), alpha=0.2, label=f"{v}: confidence sequence (peeking-safe)")
+        ax.plot(d, g["rel_ci_low"], ls="--", lw=0.8, color=line.get_color())
+        ax.plot(d, g["rel_ci_high"], ls="--", lw=0.8, color=line.get_color(),
+                label=f"{v}: fixed-horizon CI (one look only)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    locator = mdates.AutoDateLocator(maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    metric = c["metric"].iloc[0] if len(c) else ""
+    ax.set_title(f"{experiment_id}: cumulative lift in {metric}")
+    ax.set_xlabel("units assigned up to date")
+    ax.set_ylabel("relative lift")
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,340 @@
+"""Customer journeys built in the engine (Ibis over DuckDB) and aggregated to a path table.
+
+Definitions (also returned in ``JourneyResult.conventions``)
+-----------------------------------------------------------
+* **Conversion**: an order with ``amount > 0`` and a ``customer_key``, placed in the analysis period
+  ``[period_start, period_end]`` (dates inclusive, naive local time as stored). Refunds (negative
+  amounts) and zero-amount orders never convert. Conversion value = order amount.
+* **Converting journey**: the customer's touches with
+  ``order_ts - lookback_days <= touch_ts <= order_ts`` and ``touch_ts >`` the customer's previous
+  positive order (at any date, also before the period). Touches are ordered by ``(touch_ts, label)``.
+  A conversion without such touches is *untouched* (reported, not attributed).
+* **New customer**: a conversion that is the customer's first positive order in the orders table.
+* **Non-converting journey**: for each customer with touches in the period after their last positive
+  order up to ``period_end`` (or any touches, for never-converting people), those touches, limited to
+  the ``lookback_days`` before the customer's last such touch (so null paths are as long as converting
+  ones can be). Touches followed by a conversion after ``period_end`` count as non-converting (the
+  period censors them).
+* **Anonymous touches**: a touch without ``customer_key`` is stitched to a customer when its
+  ``anonymous_id`` maps to exactly one customer (through ``events`` rows carrying both ids, or an
+  ``identity_map`` row whose ``source_customer_id`` equals the anonymous id); the rest are counted as
+  unattributable and left out of journeys.
+* **Time decay**: touch weight ``2 ** (-age_days / half_life_days)``, age = order_ts - touch_ts in
+  days (fractional), normalised within each journey; stored per path position as ``decay_<measure>``.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import ibis
+import numpy as np
+import pandas as pd
+
+from crmlib.roi.paths import SEP
+
+__all__ = ["JourneyResult", "build_journeys", "stitch_anonymous_touches"]
+
+
+@dataclass
+class JourneyResult:
+    """Output of :func:`build_journeys`.
+
+    Attributes
+    ----------
+    paths : pandas.DataFrame
+        The path table (:mod:`crmlib.roi.paths`) with measures ``conversions``, ``value``,
+        ``new_customers`` (+ ``new_clv`` when a CLV table is given) and ``decay_<measure>`` columns.
+    lengths : pandas.DataFrame
+        ``touches`` (journey length) -> ``converting``, ``non_converting`` journey counts.
+    time_to_convert : pandas.DataFrame
+        ``days`` (whole days from the journey's first touch to the order, floored) -> ``conversions``.
+    summary : dict
+        Counts: conversions, value, touched/untouched conversions, touches used/unattributable/stitched.
+    conventions : dict
+        The parameters and definitions used.
+    """
+
+    paths: pd.DataFrame
+    lengths: pd.DataFrame
+    time_to_convert: pd.DataFrame
+    summary: dict
+    conventions: dict = field(default_factory=dict)
+
+    def time_to_convert_quantiles(self, q: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)) -> pd.Series:
+        """Quantiles (in whole days) of the time-to-convert distribution."""
+        t = self.time_to_convert.sort_values("days")
+        if t.empty:
+            return pd.Series(np.nan, index=list(q))
+        cum = t["conversions"].cumsum() / t["conversions"].sum()
+        return pd.Series([t["days"].to_numpy()[np.searchsorted(cum.to_numpy(), x)] for x in q], index=list(q))
+
+
+def _to_ts(value: str | date | datetime | None, *, end: bool = False) -> datetime | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    if end and ts == ts.normalize() and not (isinstance(value, str) and len(value) > 10):
+        ts = ts + timedelta(days=1)  # an end date is inclusive: everything before the next midnight
+    return ts.to_pydatetime()
+
+
+def stitch_anonymous_touches(
+    touchpoints: ibis.Table,
+    *,
+    events: ibis.Table | None = None,
+    identity_map: ibis.Table | None = None,
+) -> ibis.Table:
+    """Fill ``customer_key`` of anonymous touches whose ``anonymous_id`` maps to exactly one customer.
+
+    Adds a boolean column ``stitched``. Mappings come from ``events`` rows that carry both
+    ``anonymous_id`` and ``customer_key`` and from ``identity_map`` rows whose ``source_customer_id``
+    equals the anonymous id; an anonymous id seen with several customers is left unattributable.
+    """
+    candidates = []
+    if events is not None and {"anonymous_id", "customer_key"} <= set(events.columns):
+        e = events.filter(events.anonymous_id.notnull(), events.customer_key.notnull())
+        candidates.append(e.select(anon=e.anonymous_id.cast("string"), key=e.customer_key.cast("string")))
+    if identity_map is not None and {"source_customer_id", "customer_key"} <= set(identity_map.columns):
+        m = identity_map.filter(identity_map.source_customer_id.notnull(), identity_map.customer_key.notnull())
+        candidates.append(m.select(anon=m.source_customer_id.cast("string"), key=m.customer_key.cast("string")))
+    t = touchpoints
+    if "anonymous_id" not in t.columns or not candidates:
+        return t.mutate(stitched=ibis.literal(False))
+    pairs = candidates[0] if len(candidates) == 1 else ibis.union(*candidates, distinct=True)
+    pairs = pairs.distinct()
+    unique = pairs.group_by("anon").agg(n_keys=pairs.key.nunique(), map_key=pairs.key.max())
+    unique = unique.filter(unique.n_keys == 1).select("anon", "map_key")
+    joined = t.left_join(unique, t.anonymous_id.cast("string") == unique.anon)
+    stitched = t.customer_key.isnull() & joined.map_key.notnull()
+    return joined.mutate(
+        customer_key=ibis.coalesce(joined.customer_key, joined.map_key), stitched=stitched
+    ).drop("anon", "map_key")
+
+
+def build_journeys(
+    touchpoints: ibis.Table,
+    orders: ibis.Table,
+    *,
+    lookback_days: float = 30,
+    half_life_days: float = 7.0,
+    period_start: str | date | datetime | None = None,
+    period_end: str | date | datetime | None = None,
+    label: str = "channel",
+    events: ibis.Table | None = None,
+    identity_map: ibis.Table | None = None,
+    clv: ibis.Table | None = None,
+) -> JourneyResult:
+    """Build journeys in the engine and aggregate them to a path table.
+
+    Parameters
+    ----------
+    touchpoints, orders : ibis.Table
+        The run's ``touchpoints`` and ``orders`` tables (contract schema).
+    lookback_days : float, default 30
+        Touches older than this before a conversion are not part of its journey.
+    half_life_days : float, default 7
+        Half-life of the time-decay weights.
+    period_start, period_end : date-like, optional
+        Analysis period (inclusive dates). ``None``: unbounded.
+    label : {"channel", "campaign"}
+        What a path step is: the touch's channel, or ``channel:campaign_id`` (``channel:(none)`` when
+        the touch has no campaign) for campaign-level attribution.
+    events, identity_map : ibis.Table, optional
+        Used to stitch anonymous touches (:func:`stitch_anonymous_touches`).
+    clv : ibis.Table, optional
+        ``customer_key, clv``: adds the measure ``new_clv`` (CLV of new customers) for LTV:CAC.
+
+    Returns
+    -------
+    JourneyResult
+    """
+    if lookback_days <= 0:
+        raise ValueError("lookback_days must be positive")
+    start, end_excl = _to_ts(period_start), _to_ts(period_end, end=True)
+    lookback = ibis.interval(seconds=int(round(lookback_days * 86400)))
+    ln2_per_day = math.log(2.0) / (half_life_days * 86400.0)
+
+    # -- conversions ------------------------------------------------------------------------------
+    o = orders.filter(orders.amount > 0, orders.customer_key.notnull())
+    o = o.select(
+        customer_key=o.customer_key.cast("string"),
+        order_ts=o.order_ts.cast("timestamp"),
+        amount=o.amount.cast("float64"),
+        order_id=(o.order_id.cast("string") if "order_id" in o.columns else ibis.literal(None, "string")),
+    )
+    by_customer = ibis.window(group_by=o.customer_key, order_by=[o.order_ts, o.order_id])
+    o = o.mutate(prev_ts=o.order_ts.lag().over(by_customer), order_rank=ibis.row_number().over(by_customer))
+    if end_excl is not None:
+        o = o.filter(o.order_ts < end_excl)
+    last_conv = o.group_by("customer_key").agg(last_order_ts=o.order_ts.max())
+    conv = o if start is None else o.filter(o.order_ts >= start)
+    conv = conv.mutate(
+        conv_id=ibis.row_number().over(order_by=[conv.customer_key, conv.order_ts, conv.order_id]),
+        is_new=(conv.order_rank == 0).cast("float64"),
+    )
+    if clv is not None:
+        c = clv.select(ck=clv.customer_key.cast("string"), clv=clv.clv.cast("float64"))
+        conv = conv.left_join(c, conv.customer_key == c.ck).drop("ck")
+        conv = conv.mutate(new_clv=conv.is_new * conv.clv.fill_null(0.0)).drop("clv")
+
+    # -- touches ----------------------------------------------------------------------------------
+    t = stitch_anonymous_touches(touchpoints, events=events, identity_map=identity_map)
+    if label == "channel":
+        step = t.channel.cast("string")
+    elif label == "campaign":
+        campaign = t.campaign_id.cast("string") if "campaign_id" in t.columns else ibis.literal(None, "string")
+        step = t.channel.cast("string") + ":" + campaign.fill_null("(none)")
+    else:
+        raise ValueError("label must be 'channel' or 'campaign'")
+    t = t.mutate(
+        step=step.replace(SEP, "_"),
+        touch_ts=t.touch_ts.cast("timestamp"),
+        customer_key=t.customer_key.cast("string"),
+    )
+    if end_excl is not None:
+        t = t.filter(t.touch_ts < end_excl)
+    in_period = t if start is None else t.filter(t.touch_ts >= start)
+    touch_summary = in_period.aggregate(
+        touches=in_period.count(),
+        unattributable=in_period.customer_key.isnull().cast("int64").sum(),
+        stitched=in_period.stitched.cast("int64").sum(),
+    ).to_pandas().iloc[0]
+    t = t.filter(t.customer_key.notnull()).select("customer_key", "touch_ts", "step")
+
+    # -- converting journeys ----------------------------------------------------------------------
+    j = conv.join(
+        t,
+        [
+            conv.customer_key == t.customer_key,
+            t.touch_ts <= conv.order_ts,
+            t.touch_ts >= conv.order_ts - lookback,
+            conv.prev_ts.isnull() | (t.touch_ts > conv.prev_ts),
+        ],
+    )
+    age_s = j.order_ts.epoch_seconds() - j.touch_ts.epoch_seconds()
+    per_conv = ibis.window(group_by=j.conv_id)
+    j = j.mutate(raw_w=(-age_s.cast("float64") * ln2_per_day).exp())
+    j = j.mutate(
+        w=j.raw_w / j.raw_w.sum().over(per_conv),
+        pos=ibis.row_number().over(ibis.window(group_by=j.conv_id, order_by=[j.touch_ts, j.step])),
+    )
+    cache = _Scratch(touchpoints)
+    j = cache.store(j)
+    measures = ["conversions", "value", "new_customers"] + (["new_clv"] if clv is not None else [])
+    conv_paths = j.group_by("conv_id").agg(
+        path=j.step.group_concat(SEP, order_by=[j.touch_ts, j.step]),
+        n_touches=j.count(),
+        first_touch_ts=j.touch_ts.min(),
+    )
+    conv_paths = conv_paths.join(conv, "conv_id")
+    conv_paths = conv_paths.mutate(conversions=ibis.literal(1.0), value=conv_paths.amount, new_customers=conv_paths.is_new)
+    conv_paths = cache.store(conv_paths)
+    agg = {m: conv_paths[m].sum() for m in measures}
+    paths_conv = conv_paths.group_by("path").agg(**agg).to_pandas()
+
+    jp = j.join(conv_paths.select("conv_id", "path"), "conv_id")
+    jp = jp.mutate(conversions=ibis.literal(1.0), value=jp.amount, new_customers=jp.is_new)
+    decay = jp.group_by(["path", "pos"]).agg(**{f"decay_{m}": (jp[m] * jp.w).sum() for m in measures})
+    decay = decay.to_pandas().sort_values(["path", "pos"], ignore_index=True)
+
+    # -- non-converting journeys ------------------------------------------------------------------
+    nt = in_period.filter(in_period.customer_key.notnull()).select("customer_key", "touch_ts", "step")
+    nt = nt.left_join(last_conv, nt.customer_key == last_conv.customer_key).drop("customer_key_right")
+    nt = nt.filter(nt.last_order_ts.isnull() | (nt.touch_ts > nt.last_order_ts))
+    nt = nt.mutate(last_touch_ts=nt.touch_ts.max().over(ibis.window(group_by=nt.customer_key)))
+    nt = nt.filter(nt.touch_ts >= nt.last_touch_ts - lookback)
+    null_journeys = nt.group_by("customer_key").agg(
+        path=nt.step.group_concat(SEP, order_by=[nt.touch_ts, nt.step]), n_touches=nt.count()
+    )
+    null_journeys = cache.store(null_journeys)
+    paths_null = null_journeys.group_by("path").agg(nulls=null_journeys.count()).to_pandas()
+
+    # -- assemble the path table ------------------------------------------------------------------
+    paths = paths_conv.merge(paths_null, on="path", how="outer")
+    for col in [*measures, "nulls"]:
+        paths[col] = paths[col].fillna(0.0).astype(float) if col in paths else 0.0
+    paths = paths.sort_values("path", ignore_index=True)
+    lengths_of = paths["path"].str.count(SEP).to_numpy() + 1
+    for m in measures:
+        col = f"decay_{m}"
+        arrays = dict(zip(*_split_arrays(decay, col)))
+        paths[col] = [arrays.get(p, np.zeros(n)) for p, n in zip(paths["path"], lengths_of)]
+
+    lengths = (
+        conv_paths.group_by("n_touches").agg(converting=conv_paths.count()).to_pandas()
+        .merge(null_journeys.group_by("n_touches").agg(non_converting=null_journeys.count()).to_pandas(),
+               on="n_touches", how="outer")
+        .fillna(0).rename(columns={"n_touches": "touches"}).sort_values("touches", ignore_index=True)
+    )
+    lengths[["converting", "non_converting"]] = lengths[["converting", "non_converting"]].astype("int64")
+    days = ((conv_paths.order_ts.epoch_seconds() - conv_paths.first_touch_ts.epoch_seconds()) / 86400.0).floor()
+    ttc = conv_paths.mutate(days=days.cast("int64"))
+    time_to_convert = (
+        ttc.group_by("days").agg(conversions=ttc.count()).to_pandas().sort_values("days", ignore_index=True)
+    )
+    totals = conv.aggregate(conversions=conv.count(), value=conv.amount.sum()).to_pandas().iloc[0]
+    touched = float(paths["conversions"].sum())
+    summary = {
+        "conversions": int(totals["conversions"]),
+        "conversion_value": float(totals["value"] or 0.0),
+        "touched_conversions": int(touched),
+        "touched_value": float(paths["value"].sum()),
+        "untouched_conversions": int(totals["conversions"]) - int(touched),
+        "untouched_value": float(totals["value"] or 0.0) - float(paths["value"].sum()),
+        "non_converting_journeys": int(paths["nulls"].sum()),
+        "distinct_paths": int(len(paths)),
+        "touches_in_period": int(touch_summary["touches"]),
+        "touches_unattributable": int(touch_summary["unattributable"] or 0),
+        "touches_stitched": int(touch_summary["stitched"] or 0),
+    }
+    conventions = {
+        "lookback_days": lookback_days,
+        "half_life_days": half_life_days,
+        "period_start": None if start is None else str(start),
+        "period_end_exclusive": None if end_excl is None else str(end_excl),
+        "label": label,
+        "path_format": f"'{SEP}'-joined steps in time order, repeats kept",
+        "conversion": "order with amount > 0 in the period; value = amount",
+    }
+    cache.drop()
+    return JourneyResult(paths, lengths, time_to_convert, summary, conventions)
+
+
+class _Scratch:
+    """Temporary tables in the inputs' backend, so that an intermediate used by several queries is
+    computed once (DuckDB would otherwise re-run the join for each)."""
+
+    def __init__(self, table: ibis.Table) -> None:
+        try:
+            self.con = table.get_backend()
+        except Exception:  # noqa: BLE001 - an unbound expression: just do not cache
+            self.con = None
+        self.names: list[str] = []
+
+    def store(self, expr: ibis.Table) -> ibis.Table:
+        if self.con is None or not hasattr(self.con, "create_table"):
+            return expr
+        name = f"_roi_journeys_{uuid.uuid4().hex[:12]}"
+        self.names.append(name)
+        return self.con.create_table(name, expr, temp=True)
+
+    def drop(self) -> None:
+        for name in self.names:
+            try:
+                self.con.drop_table(name, force=True)
+            except Exception:  # noqa: BLE001 - temp tables vanish with the connection anyway
+                pass
+
+
+def _split_arrays(decay: pd.DataFrame, col: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Group the sorted ``(path, pos)`` rows into one array per path (positions are 0..n-1)."""
+    if decay.empty:
+        return np.array([], dtype=object), []
+    path = decay["path"].to_numpy()
+    breaks = np.flatnonzero(path[1:] != path[:-1]) + 1
+    starts = np.concatenate([[0], breaks])
+    return path[starts], np.split(decay[col].to_numpy(float), breaks)

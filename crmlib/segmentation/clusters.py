@@ -1,0 +1,142 @@
+"""K-means clusters on RFM features, with a k scan (inertia, silhouette) and plain-word profiles.
+
+Features: ``log1p(recency_days)``, ``log1p(frequency)`` and a sign-preserving ``log1p`` of net
+``monetary`` (``sign(m) log1p(|m|)``; refunds can make it negative), each standardised to mean 0 and
+standard deviation 1. K-means is scikit-learn's (``n_init=10``, ``random_state=seed``). The silhouette is
+computed on a seeded random sample of at most ``silhouette_sample`` customers (exact below that).
+The chosen k is the given one, else the k with the best silhouette (smallest k on ties).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from threadpoolctl import threadpool_limits
+
+__all__ = ["ClusterResult", "rfm_feature_matrix", "scan_k", "fit_clusters", "describe_profile"]
+
+
+def rfm_feature_matrix(features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-scaled, standardised (recency, frequency, monetary); returns (X, mean, std) of the log scale."""
+    raw = np.column_stack(
+        [
+            np.log1p(features["recency_days"].to_numpy(float)),
+            np.log1p(features["frequency"].to_numpy(float)),
+            np.sign(features["monetary"].to_numpy(float)) * np.log1p(np.abs(features["monetary"].to_numpy(float))),
+        ]
+    )
+    mean = raw.mean(axis=0)
+    std = raw.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return (raw - mean) / std, mean, std
+
+
+def _thread_limit(n_rows: int):
+    # OpenMP threads in KMeans on a busy 2-core machine took 49 s instead of 0.35 s for 7 small fits;
+    # below 200k customers one thread is always fast enough.
+    return threadpool_limits(limits=1) if n_rows < 200_000 else threadpool_limits(limits=None)
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int) -> KMeans:
+    with _thread_limit(x.shape[0]):
+        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x)
+
+
+def scan_k(
+    x: np.ndarray, k_min: int = 2, k_max: int = 8, seed: int = 0, silhouette_sample: int = 10_000
+) -> pd.DataFrame:
+    """Inertia and silhouette for each k in [k_min, k_max] (capped at n_distinct_rows - 1)."""
+    n_distinct = len(np.unique(x, axis=0))
+    rows = []
+    for k in range(k_min, min(k_max, n_distinct - 1) + 1):
+        model = _kmeans(x, k, seed)
+        sample = min(silhouette_sample, x.shape[0])
+        sil = silhouette_score(x, model.labels_, sample_size=sample if sample < x.shape[0] else None, random_state=seed)
+        rows.append({"k": k, "inertia": float(model.inertia_), "silhouette": float(sil)})
+    return pd.DataFrame(rows)
+
+
+def _level(z: float, low: str, mid: str, high: str) -> str:
+    return low if z < -0.5 else (high if z > 0.5 else mid)
+
+
+def describe_profile(recency_z: float, frequency_z: float, monetary_z: float) -> str:
+    """Plain words for a cluster centre given in standard deviations from the average customer."""
+    return ", ".join(
+        [
+            _level(recency_z, "recent", "moderately recent", "lapsed"),
+            _level(frequency_z, "infrequent", "average frequency", "frequent"),
+            _level(monetary_z, "low spend", "average spend", "high spend"),
+        ]
+    )
+
+
+@dataclass
+class ClusterResult:
+    """Chosen k, the k scan, per-customer labels and cluster profiles."""
+
+    k: int
+    chosen_by: str
+    scan: pd.DataFrame
+    labels: np.ndarray
+    profiles: pd.DataFrame
+    seed: int
+
+    def __repr__(self) -> str:
+        return f"ClusterResult(k={self.k} ({self.chosen_by}), customers={self.labels.size:,}, seed={self.seed})"
+
+
+def fit_clusters(
+    features: pd.DataFrame,
+    k: int | None = None,
+    *,
+    k_min: int = 2,
+    k_max: int = 8,
+    seed: int = 0,
+    silhouette_sample: int = 10_000,
+) -> ClusterResult:
+    """Scan k, pick k (given, else best silhouette) and describe each cluster.
+
+    ``features`` needs ``recency_days, frequency, monetary`` (the RFM features). Profiles list per cluster
+    its size, share, mean raw R/F/M, the centre in standardised units and a description; clusters are
+    numbered by decreasing mean monetary so that labels are stable across runs.
+    """
+    x, _, _ = rfm_feature_matrix(features)
+    scan = scan_k(x, k_min, k_max, seed, silhouette_sample)
+    if k is None:
+        if scan.empty:
+            raise ValueError("too few distinct customers to cluster")
+        best = scan.sort_values(["silhouette", "k"], ascending=[False, True]).iloc[0]
+        chosen, chosen_by = int(best["k"]), "best silhouette"
+    else:
+        chosen, chosen_by = int(k), "parameter"
+    model = _kmeans(x, chosen, seed)
+    frame = features[["recency_days", "frequency", "monetary"]].copy()
+    frame["_label"] = model.labels_
+    for i, col in enumerate(["recency_z", "frequency_z", "monetary_z"]):
+        frame[col] = x[:, i]
+    prof = frame.groupby("_label").agg(
+        customers=("recency_days", "size"),
+        mean_recency_days=("recency_days", "mean"),
+        mean_frequency=("frequency", "mean"),
+        mean_monetary=("monetary", "mean"),
+        recency_z=("recency_z", "mean"),
+        frequency_z=("frequency_z", "mean"),
+        monetary_z=("monetary_z", "mean"),
+    )
+    prof = prof.sort_values("mean_monetary", ascending=False)
+    relabel = {old: new for new, old in enumerate(prof.index)}
+    prof.index = [relabel[i] for i in prof.index]
+    prof.index.name = "cluster"
+    prof["share_customers"] = prof["customers"] / prof["customers"].sum()
+    prof["profile"] = [
+        describe_profile(r, f, m) for r, f, m in zip(prof["recency_z"], prof["frequency_z"], prof["monetary_z"])
+    ]
+    labels = np.array([relabel[i] for i in model.labels_])
+    return ClusterResult(
+        k=chosen, chosen_by=chosen_by, scan=scan, labels=labels, profiles=prof.reset_index(), seed=seed
+    )

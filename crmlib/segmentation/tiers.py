@@ -1,0 +1,227 @@
+"""Churn-risk tiers (from P(alive)), rule-based loyalty tiers with a migration matrix, NPS/CSAT by segment.
+
+* **Churn risk**: ``p_alive < thresholds["high"]`` -> "high", ``< thresholds["medium"]`` -> "medium",
+  else "low" (defaults 0.3 and 0.7). The churn-warning list is the high/medium-risk customers ranked
+  by what they would take with them (historical net revenue, then CLV).
+* **Loyalty tiers**: a customer's tier is the highest tier whose ``min_spend`` is <= their net spend in
+  the 12 months ending on ``as_of`` (days ``as_of - 364 .. as_of`` inclusive, i.e. 365 days), else
+  "none". The tier a year earlier uses the 365 days ending ``as_of - 365``. Customers whose first
+  purchase is after that earlier window's end are "new" in the earlier column.
+* **NPS** per segment: each customer's latest survey answer with an NPS score up to ``as_of``;
+  NPS = share of promoters (9-10) - share of detractors (0-6), reported as a fraction in [-1, 1]. Its
+  standard error is the multinomial one, ``sqrt((P + D - (P - D)^2) / n)``, and the CI is Wald
+  ``NPS +/- z se`` clipped to [-1, 1]. **CSAT** per segment: mean score (1-5) with a t interval, and
+  the share of 4-5 answers with a Wilson interval.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import ibis
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from crmlib.segmentation.summary import _as_date, daily_purchases
+
+__all__ = [
+    "DEFAULT_CHURN_THRESHOLDS",
+    "DEFAULT_LOYALTY_TIERS",
+    "churn_risk_tier",
+    "churn_warning_list",
+    "assign_loyalty_tier",
+    "loyalty_spend",
+    "loyalty_tiers",
+    "migration_matrix",
+    "nps_by_segment",
+    "csat_by_segment",
+]
+
+DEFAULT_CHURN_THRESHOLDS: dict[str, float] = {"high": 0.3, "medium": 0.7}
+DEFAULT_LOYALTY_TIERS: list[dict] = [
+    {"name": "Bronze", "min_spend": 0.0},
+    {"name": "Silver", "min_spend": 1000.0},
+    {"name": "Gold", "min_spend": 5000.0},
+    {"name": "Platinum", "min_spend": 20000.0},
+]
+RISK_ORDER = ["high", "medium", "low"]
+
+
+def churn_risk_tier(p_alive, thresholds: dict[str, float] | None = None) -> np.ndarray:
+    """ "high" when p_alive < thresholds["high"], "medium" when < thresholds["medium"], else "low"."""
+    th = {**DEFAULT_CHURN_THRESHOLDS, **(thresholds or {})}
+    if not 0 <= th["high"] <= th["medium"] <= 1:
+        raise ValueError(f"churn thresholds must satisfy 0 <= high <= medium <= 1, got {th}")
+    p = np.asarray(p_alive, float)
+    return np.where(p < th["high"], "high", np.where(p < th["medium"], "medium", "low"))
+
+
+def churn_warning_list(clv: pd.DataFrame, top: int = 100, value_col: str = "revenue") -> pd.DataFrame:
+    """High/medium-risk customers ranked by ``value_col`` (then CLV), most valuable first.
+
+    ``clv`` needs ``customer_key, p_alive, churn_risk, clv`` and ``value_col``.
+    """
+    at_risk = clv[clv["churn_risk"].isin(["high", "medium"])]
+    sort_cols = [c for c in (value_col, "clv") if c in at_risk.columns]
+    out = at_risk.sort_values(sort_cols + ["customer_key"], ascending=[False] * len(sort_cols) + [True]).head(top)
+    cols = [c for c in ["customer_key", "churn_risk", "p_alive", value_col, "frequency", "clv"] if c in out.columns]
+    return out[cols].reset_index(drop=True)
+
+
+def _sorted_tiers(tiers: list[dict] | None) -> list[dict]:
+    tiers = tiers or DEFAULT_LOYALTY_TIERS
+    out = sorted(
+        ({"name": str(t["name"]), "min_spend": float(t["min_spend"])} for t in tiers), key=lambda t: t["min_spend"]
+    )
+    if len({t["name"] for t in out}) != len(out):
+        raise ValueError("loyalty tier names must be unique")
+    return out
+
+
+def assign_loyalty_tier(spend, tiers: list[dict] | None = None) -> np.ndarray:
+    """Highest tier whose min_spend <= spend; "none" below the lowest threshold (or for NaN spend)."""
+    ordered = _sorted_tiers(tiers)
+    s = np.asarray(spend, float)
+    out = np.full(s.shape, "none", dtype=object)
+    for tier in ordered:
+        out[s >= tier["min_spend"]] = tier["name"]
+    return out
+
+
+def loyalty_spend(orders: ibis.Table, as_of: str | date) -> ibis.Table:
+    """Per customer (Ibis): ``spend_12m`` (365 days to as_of), ``spend_prev_12m`` (the 365 days before),
+    ``first_purchase``. Net of refunds."""
+    end = _as_date(as_of)
+    start_now = end - timedelta(days=364)
+    start_prev = end - timedelta(days=729)
+    end_prev = end - timedelta(days=365)
+    days = daily_purchases(orders)
+    days = days.filter(days.day <= ibis.literal(end, type="date"))
+    in_now = days.day >= ibis.literal(start_now, type="date")
+    in_prev = (days.day >= ibis.literal(start_prev, type="date")) & (days.day <= ibis.literal(end_prev, type="date"))
+    agg = days.group_by("customer_key").agg(
+        spend_12m=days.day_total.sum(where=in_now),
+        spend_prev_12m=days.day_total.sum(where=in_prev),
+        first_purchase=days.day.min(where=days.is_purchase),
+    )
+    return agg.mutate(spend_12m=agg.spend_12m.fill_null(0.0), spend_prev_12m=agg.spend_prev_12m.fill_null(0.0))
+
+
+def loyalty_tiers(spend: pd.DataFrame, as_of: str | date, tiers: list[dict] | None = None) -> pd.DataFrame:
+    """Add ``tier_now`` and ``tier_year_before`` to the :func:`loyalty_spend` frame."""
+    out = spend.copy()
+    end_prev = pd.Timestamp(_as_date(as_of) - timedelta(days=365))
+    out["tier_now"] = assign_loyalty_tier(out["spend_12m"], tiers)
+    before = assign_loyalty_tier(out["spend_prev_12m"], tiers)
+    is_new = pd.to_datetime(out["first_purchase"]).isna() | (pd.to_datetime(out["first_purchase"]) > end_prev)
+    out["tier_year_before"] = np.where(is_new, "new", before)
+    return out
+
+
+def migration_matrix(tiered: pd.DataFrame, tiers: list[dict] | None = None, normalize: bool = False) -> pd.DataFrame:
+    """Customers by tier a year before ``as_of`` (rows) and now (columns); ``normalize`` gives row shares."""
+    names = [t["name"] for t in _sorted_tiers(tiers)][::-1]
+    rows = ["new"] + names + ["none"]
+    cols = names + ["none"]
+    table = pd.crosstab(tiered["tier_year_before"], tiered["tier_now"]).reindex(index=rows, columns=cols, fill_value=0)
+    table.index.name = "tier a year before"
+    table.columns.name = "tier now"
+    if normalize:
+        table = table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
+    return table
+
+
+def _latest_answers(surveys: pd.DataFrame, column: str, as_of: str | date | None) -> pd.DataFrame:
+    s = surveys.dropna(subset=[column, "customer_key"])
+    if as_of is not None:
+        s = s[pd.to_datetime(s["response_ts"]) < pd.Timestamp(_as_date(as_of)) + pd.Timedelta(days=1)]
+    return s.sort_values(["customer_key", "response_ts"]).groupby("customer_key", as_index=False).tail(1)
+
+
+def nps_by_segment(
+    surveys: pd.DataFrame,
+    segments: pd.DataFrame,
+    *,
+    as_of: str | date | None = None,
+    level: float = 0.95,
+    segment_col: str = "segment",
+) -> pd.DataFrame:
+    """NPS per segment (fraction in [-1, 1]) with a multinomial-variance Wald CI; see the module docstring.
+
+    ``surveys``: customer_key, response_ts, nps_score. ``segments``: customer_key and ``segment_col``.
+    Customers without a segment are grouped as "unsegmented". An "all" row is appended.
+    """
+    latest = _latest_answers(surveys, "nps_score", as_of)
+    merged = latest.merge(segments[["customer_key", segment_col]], on="customer_key", how="left")
+    merged[segment_col] = merged[segment_col].fillna("unsegmented")
+    z = stats.norm.ppf(0.5 + level / 2)
+
+    def one(group: pd.DataFrame) -> dict:
+        score = group["nps_score"].astype(float)
+        n = len(score)
+        promoters = float((score >= 9).mean())
+        detractors = float((score <= 6).mean())
+        nps = promoters - detractors
+        se = np.sqrt(max(promoters + detractors - nps**2, 0.0) / n)
+        return {
+            "n": n,
+            "promoters": promoters,
+            "passives": 1 - promoters - detractors,
+            "detractors": detractors,
+            "nps": nps,
+            "se": se,
+            "ci_low": max(-1.0, nps - z * se),
+            "ci_high": min(1.0, nps + z * se),
+        }
+
+    rows = [{segment_col: seg, **one(g)} for seg, g in merged.groupby(segment_col)]
+    if len(merged):
+        rows.append({segment_col: "all", **one(merged)})
+    out = pd.DataFrame(rows)
+    out.attrs["method"] = (
+        f"NPS = P(9-10) - P(0-6); Wald {level:.0%} CI with multinomial variance; latest answer per customer"
+    )
+    return out
+
+
+def csat_by_segment(
+    surveys: pd.DataFrame,
+    segments: pd.DataFrame,
+    *,
+    as_of: str | date | None = None,
+    level: float = 0.95,
+    segment_col: str = "segment",
+) -> pd.DataFrame:
+    """Mean CSAT (1-5) with a t CI and the share of 4-5 answers with a Wilson CI, per segment (+ "all")."""
+    latest = _latest_answers(surveys, "csat", as_of)
+    merged = latest.merge(segments[["customer_key", segment_col]], on="customer_key", how="left")
+    merged[segment_col] = merged[segment_col].fillna("unsegmented")
+    z = stats.norm.ppf(0.5 + level / 2)
+
+    def one(group: pd.DataFrame) -> dict:
+        score = group["csat"].astype(float).to_numpy()
+        n = score.size
+        mean = float(score.mean())
+        sd = float(score.std(ddof=1)) if n > 1 else np.nan
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
+        share = float((score >= 4).mean())
+        denom = 1 + z**2 / n
+        centre = (share + z**2 / (2 * n)) / denom
+        spread = z * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / denom
+        return {
+            "n": n,
+            "mean_csat": mean,
+            "mean_ci_low": mean - half,
+            "mean_ci_high": mean + half,
+            "share_satisfied": share,
+            "share_ci_low": centre - spread,
+            "share_ci_high": centre + spread,
+        }
+
+    rows = [{segment_col: seg, **one(g)} for seg, g in merged.groupby(segment_col)]
+    if len(merged):
+        rows.append({segment_col: "all", **one(merged)})
+    out = pd.DataFrame(rows)
+    out.attrs["method"] = f"mean with t {level:.0%} CI; share of 4-5 with Wilson CI; latest answer per customer"
+    return out

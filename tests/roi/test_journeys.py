@@ -1,0 +1,105 @@
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmlib.roi.journeys import build_journeys
+from crmlib.roi.paths import decay_weights
+
+BASE = pd.Timestamp("2024-01-01")
+
+
+def day(d, hour=9):
+    return BASE + pd.Timedelta(days=d, hours=hour)
+
+
+@pytest.fixture
+def tables():
+    touches = pd.DataFrame(
+        [
+            # customer, anonymous id, day, channel, campaign
+            ("c1", None, 1, "email", "e1"),
+            ("c1", None, 10, "search", None),
+            (None, "anon1", 18, "email", "e1"),  # stitched to c1 through events
+            ("c1", None, 20, "search", None),
+            ("c1", None, 25, "social", "s1"),
+            ("c1", None, 50, "display", None),  # after c1's last order: non-converting
+            ("c2", None, 1, "display", None),  # older than the 30-day lookback of c2's order
+            ("c2", None, 30, "email", "e2"),
+            ("c3", None, 5, "social", "s1"),
+            ("c3", None, 8, "email", "e1"),
+            ("c5", None, 14, "search", None),
+            (None, "anon9", 14, "search", None),  # never stitched: unattributable
+        ],
+        columns=["customer_key", "anonymous_id", "d", "channel", "campaign_id"],
+    )
+    touches["touch_ts"] = [day(d) for d in touches.pop("d")]
+    touches["cost"] = 1.0
+    orders = pd.DataFrame(
+        [
+            ("c1", 21, 100.0, "o1"),
+            ("c1", 40, 50.0, "o2"),
+            ("c2", -100, 70.0, "o3"),  # before the period: makes c2 an existing customer
+            ("c2", 45, 80.0, "o4"),
+            ("c4", 12, 30.0, "o5"),  # no touches: untouched conversion
+            ("c5", 15, -20.0, "o6"),  # refund: no conversion
+        ],
+        columns=["customer_key", "d", "amount", "order_id"],
+    )
+    orders["order_ts"] = [day(d, 10) for d in orders.pop("d")]
+    events = pd.DataFrame({"customer_key": ["c1", None], "anonymous_id": ["anon1", "anon2"],
+                           "event_ts": [day(18), day(18)], "event_type": ["view", "view"]})
+    con = ibis.duckdb.connect()
+    return con.create_table("touchpoints", touches), con.create_table("orders", orders), con.create_table("events", events)
+
+
+def test_hand_built_journeys(tables):
+    touches, orders, events = tables
+    res = build_journeys(touches, orders, events=events, period_start="2024-01-02", period_end="2024-03-31",
+                         lookback_days=30, half_life_days=7)
+    p = res.paths.set_index("path")
+    assert sorted(p.index) == sorted(["email>search>email>search", "social", "email", "social>email", "search", "display"])
+    assert p.loc["email>search>email>search", ["conversions", "value", "new_customers", "nulls"]].tolist() == [1, 100, 1, 0]
+    assert p.loc["social", ["conversions", "value", "new_customers"]].tolist() == [1, 50, 0]
+    assert p.loc["email", ["conversions", "value", "new_customers"]].tolist() == [1, 80, 0]
+    for null_path in ["social>email", "search", "display"]:
+        assert p.loc[null_path, ["conversions", "nulls"]].tolist() == [0, 1]
+    s = res.summary
+    assert (s["conversions"], s["touched_conversions"], s["untouched_conversions"]) == (4, 3, 1)
+    assert s["untouched_value"] == pytest.approx(30.0)
+    assert (s["touches_unattributable"], s["touches_stitched"]) == (1, 1)
+    # ages at the day-21 10:00 order: touches at 09:00 on days 1, 10, 18, 20 -> 20, 11, 3, 1 days + 1 hour
+    ages = np.array([20, 11, 3, 1]) + 1 / 24
+    np.testing.assert_allclose(p.loc["email>search>email>search", "decay_value"], 100 * decay_weights(ages, 7))
+    assert res.lengths.set_index("touches").loc[1].tolist() == [2, 2]
+    assert res.lengths.set_index("touches").loc[4].tolist() == [1, 0]
+    assert res.lengths.set_index("touches").loc[2].tolist() == [0, 1]
+    assert res.time_to_convert.set_index("days")["conversions"].to_dict() == {15: 2, 20: 1}
+
+
+def test_period_and_lookback(tables):
+    touches, orders, events = tables
+    res = build_journeys(touches, orders, period_start="2024-01-31", period_end="2024-03-31", lookback_days=10)
+    p = res.paths.set_index("path")
+    # conversions in period: c1 day 40 (social day 25 is 15 days old -> untouched), c2 day 45 (email day 30 -> too old)
+    assert p["conversions"].sum() == 0
+    assert res.summary["conversions"] == 2 and res.summary["untouched_conversions"] == 2
+    # without events, anon1 stays unattributable
+    assert res.summary["touches_stitched"] == 0
+    # null journeys only from touches in the period: c1's display (day 50)
+    assert p.loc["display", "nulls"] == 1 and p["nulls"].sum() == 1
+
+
+def test_campaign_labels(tables):
+    touches, orders, events = tables
+    res = build_journeys(touches, orders, label="campaign", period_start="2024-01-02", period_end="2024-03-31")
+    assert "email:e2" in set(res.paths["path"])
+    assert "social:s1>email:e1" in set(res.paths["path"])
+
+
+def test_clv_measure(tables):
+    touches, orders, events = tables
+    clv = touches.get_backend().create_table("clv", pd.DataFrame({"customer_key": ["c1", "c2"], "clv": [500.0, 900.0]}))
+    res = build_journeys(touches, orders, events=events, clv=clv, period_start="2024-01-02", period_end="2024-03-31")
+    # only c1's first order is a new customer
+    assert res.paths["new_clv"].sum() == pytest.approx(500.0)
