@@ -166,10 +166,11 @@ SCHEMA = Section({
     }),
     "ingest": Section({
         "tags": MapOf("str"),
-        "future_tolerance_hours": Field("number", default=24, nullable=False),
+        "future_tolerance_hours": Field("number", default=24, nullable=False,
+                                        doc="slack after the analysis end (as_of/holdout_end, else now)"),
         "identity": Section({
             "method": Field("str", default="splink", choices=("splink", "deterministic")),
-            "match_threshold": Field("number", default=0.9, nullable=False),
+            "match_threshold": Field("number", default=0.5, nullable=False),
         }),
     }),
     "segmentation": Section({

@@ -186,7 +186,7 @@ def run_header(ctx: Any) -> Any:
 
     p = ctx.params
     lines = [
-        f"**Run** `{ctx.run_dir.name}` &middot; **params** `{Path(p['_path']).name}` &middot; "
+        f"**Run** `{ctx.run_dir.name.removeprefix('.tmp-')}` &middot; **params** `{Path(p['_path']).name}` &middot; "
         f"**as of** {p['run']['as_of'] or 'latest order date'} &middot; **time zone** {p['run']['timezone']} "
         f"&middot; **currency** {p['run']['currency']}",
         "",
@@ -212,7 +212,11 @@ def show(df: pd.DataFrame | Any, *, digits: int = 3, caption: str | None = None,
         from IPython.display import Markdown
 
         return Markdown(f"*{caption or 'Nothing to show'}: no rows.*")
-    view = df.head(max_rows)
+    view = df.head(max_rows).copy()
+    for col in view.columns:  # counts that went through a float (fillna, sums) print as integers
+        values = view[col]
+        if pd.api.types.is_float_dtype(values) and values.notna().any() and (values.dropna() % 1 == 0).all():
+            view[col] = values.astype("Int64")
     styler = view.style.hide(axis="index").format(precision=digits, thousands=",", na_rep="")
     if caption:
         styler = styler.set_caption(caption)

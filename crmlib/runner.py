@@ -266,7 +266,8 @@ def run_pipeline(
     (work_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str),
                                             encoding="utf-8")
     report.write_run_index(work_dir, manifest)
-    shutil.rmtree(work_dir / ".duckdb_tmp", ignore_errors=True)
+    for scratch in (".duckdb_tmp", ".ingest_tmp"):  # engine spill files; transcoded sources (raw PII)
+        shutil.rmtree(work_dir / scratch, ignore_errors=True)
     os.rename(work_dir, final_dir)
     report.write_reports_index(output_dir)
     print(f"report: {final_dir / 'index.html'}", file=out, flush=True)

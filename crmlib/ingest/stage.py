@@ -1,0 +1,523 @@
+"""The ingest stage: sources -> validated rows -> identities -> the run's tables, and report helpers.
+
+A thin notebook calls one function per cell::
+
+    ctx = crmlib.context.open_run(params_path, run_dir)
+    summary = run_ingest(ctx)            # reads, validates, resolves identities, writes the tables
+    rows_by_source(ctx.engine, ctx.params)       # what happened to each source's rows
+    quarantine_reasons(ctx.engine, ctx.params)   # why rows were quarantined, with counts
+    identity_links(ctx.engine, ctx.params)       # identity links by rule
+    customer_overview(ctx.engine, ctx.params)    # counts, never people
+    plot_monthly_orders(monthly_orders_by_channel(ctx.engine, ctx.params))
+
+Tables written (``run_dir/tables``): orders, touchpoints, events, spend, experiments, surveys (each only
+when the params have a source of that kind), customers, identity_map, identity_links, quarantine,
+data_quality.json. Row-level work stays in the engine; pandas only sees counts and the (few) phone
+strings that need ``phonenumbers``.
+
+Privacy: ``customer_key`` is a salted hash. The salt is the ``CRM_PII_SALT`` environment variable,
+else ``privacy.salt``, else :data:`DEFAULT_SALT` (documented, public: keys are then reproducible by
+anyone with the data; the summary warns).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import duckdb
+import ibis
+import pandas as pd
+
+from crmlib.engine import Engine
+from crmlib import sql as _sql
+from crmlib.ingest.customers import build_customers, parse_tag_rule
+from crmlib.ingest.errors import IngestError
+from crmlib.ingest.normalize import normalize_email, phone_lookup
+from crmlib.ingest.quality import check_reconciliation, source_quality
+from crmlib.ingest.readers import RawSource, read_source, rejected_rows
+from crmlib.ingest.validate import ValidatedSource, run_now_local, validate_source
+from crmlib.params import CANONICAL_COLUMNS
+
+__all__ = ["IngestSummary", "run_ingest", "ingest", "resolve_salt", "DEFAULT_SALT", "rows_by_source",
+           "quarantine_reasons", "identity_links", "customer_overview", "monthly_orders_by_channel",
+           "FACT_COLUMNS", "MAX_MALFORMED_LINES"]
+
+DEFAULT_SALT = "crmlib-default-salt-v1"
+MAX_MALFORMED_LINES = 200
+
+# output table -> (column, type) in contract order; the fact tables also get row_number and extras
+FACT_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "orders": [("customer_key", "string"), ("source", "string"), ("source_customer_id", "string"),
+               ("order_id", "string"), ("order_ts", "timestamp"), ("amount", "float64"),
+               ("currency", "string"), ("channel", "string"), ("store_id", "string"),
+               ("status", "string"), ("items", "string")],
+    "touchpoints": [("customer_key", "string"), ("anonymous_id", "string"), ("touch_ts", "timestamp"),
+                    ("channel", "string"), ("campaign_id", "string"), ("touch_type", "string"),
+                    ("cost", "float64"), ("source", "string"), ("source_customer_id", "string")],
+    "events": [("customer_key", "string"), ("anonymous_id", "string"), ("event_ts", "timestamp"),
+               ("event_type", "string"), ("page", "string"), ("utm_source", "string"),
+               ("utm_medium", "string"), ("utm_campaign", "string"), ("device", "string"),
+               ("source", "string"), ("source_customer_id", "string")],
+    "spend": [("date", "date"), ("channel", "string"), ("campaign_id", "string"), ("cost", "float64"),
+              ("impressions", "float64"), ("clicks", "float64"), ("source", "string")],
+    "experiments": [("experiment_id", "string"), ("customer_key", "string"), ("variant", "string"),
+                    ("assigned_ts", "timestamp"), ("is_control", "boolean"), ("source", "string"),
+                    ("source_customer_id", "string")],
+    "surveys": [("customer_key", "string"), ("response_ts", "timestamp"), ("nps_score", "float64"),
+                ("csat", "float64"), ("category", "string"), ("source", "string"),
+                ("source_customer_id", "string")],
+}
+_CONTACT_ATTRS = [("name", "string"), ("gender", "string"), ("birth_date", "date"), ("city", "string"),
+                  ("province", "string"), ("signup_ts", "timestamp"), ("consent_marketing", "boolean"),
+                  ("loyalty_tier", "string"), ("linked_ids", "string")]
+
+
+@dataclass
+class IngestSummary:
+    """What :func:`run_ingest` did: counts per source, customers, tables written, warnings, timings."""
+
+    quality: dict
+    n_customers: int
+    n_records: int
+    tables: list[str]
+    links_by_rule: pd.DataFrame
+    salt_source: str
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        """rows_read / rows_loaded / rows_quarantined / duplicates_dropped per source."""
+        return _rows_frame(self.quality)
+
+    def __repr__(self) -> str:
+        tot = self.rows[["rows_read", "rows_loaded", "rows_quarantined", "duplicates_dropped"]].sum()
+        return (f"IngestSummary(sources={len(self.quality['sources'])}, rows_read={int(tot.rows_read)}, "
+                f"loaded={int(tot.rows_loaded)}, quarantined={int(tot.rows_quarantined)}, "
+                f"duplicates={int(tot.duplicates_dropped)}, customers={self.n_customers}, "
+                f"salt={self.salt_source}, warnings={len(self.warnings)})")
+
+
+def resolve_salt(params: dict) -> tuple[str, str]:
+    """``(salt, where it came from)``: env ``CRM_PII_SALT``, else ``privacy.salt``, else the default."""
+    env = os.environ.get("CRM_PII_SALT")
+    if env:
+        return env, "env:CRM_PII_SALT"
+    if params.get("privacy", {}).get("salt"):
+        return params["privacy"]["salt"], "params:privacy.salt"
+    return DEFAULT_SALT, "default"
+
+
+def analysis_end(params: dict) -> dt.datetime | None:
+    """End of the analysis window (naive local): the later of ``run.as_of`` and ``segmentation.clv.holdout_end``.
+
+    With ``run.as_of`` set, a timestamp after this (plus ``ingest.future_tolerance_hours``) is quarantined as
+    a future timestamp, so a run on fixed data gives the same result whatever day it runs. Without it, the
+    run's wall-clock time is the cutoff.
+    """
+    as_of = params.get("run", {}).get("as_of")
+    if not as_of:
+        return None
+    holdout = (params.get("segmentation", {}).get("clv", {}) or {}).get("holdout_end")
+    last = max(dt.date.fromisoformat(str(d)) for d in (as_of, holdout) if d)
+    return dt.datetime.combine(last, dt.time.max)
+
+
+def run_ingest(ctx: Any, *, now: dt.datetime | None = None) -> IngestSummary:
+    """Run the whole ingest stage for a :class:`crmlib.context.RunContext` (see :func:`ingest`)."""
+    return ingest(ctx.engine, ctx.params, now=now)
+
+
+def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
+           resolve: Callable | None = None, keep_scratch: bool = False) -> IngestSummary:
+    """Read, validate and deduplicate every source, resolve identities, write the run's tables.
+
+    Parameters
+    ----------
+    engine : Engine
+        The run's engine; the tables go to ``engine.tables_dir``.
+    params : dict
+        Validated params (:func:`crmlib.params.load_params`).
+    now : datetime, optional
+        The run's wall-clock time (aware, or naive local); default now. Future timestamps are judged
+        against it.
+    resolve : callable, optional
+        Identity resolution with the signature of :func:`crmlib.ingest.identity.resolve_identities`
+        (default that function).
+    keep_scratch : bool
+        Keep the staging tables in the engine database (for debugging).
+
+    Raises
+    ------
+    IngestError
+        For input that cannot be used at all (missing/empty file, undecodable text, unmapped required
+        column, a file whose lines mostly do not split into the header's fields).
+    """
+    timings: dict[str, float] = {}
+    warnings_: list[str] = []
+    run = params["run"]
+    tz = run["timezone"]
+    now_local = run_now_local(tz, now)
+    future_cutoff = analysis_end(params) or now_local
+    salt, salt_source = resolve_salt(params)
+    if salt_source == "default":
+        warnings_.append("customer_key uses the public default salt: set CRM_PII_SALT (or privacy.salt) "
+                         "so keys cannot be recomputed from raw ids by anyone")
+    tolerance = float(params.get("ingest", {}).get("future_tolerance_hours", 24))
+    con = engine.con
+    keep_pii = bool(params.get("privacy", {}).get("keep_pii"))
+
+    for src in params["sources"]:  # scratch left by an earlier failed run on this connection
+        _sql.drop_relation(con, f"ids_{src['name']}")
+
+    # 1. read + validate + dedup: one scan per source, materialized once
+    clock = time.perf_counter()
+    decided: dict[str, tuple[ValidatedSource, ibis.Table]] = {}
+    quality: dict[str, dict] = {}
+    quarantine_parts: list[ibis.Table] = []
+    for src in params["sources"]:
+        raw = read_source(engine, src)
+        warnings_ += raw.warnings
+        vs = validate_source(raw, timezone=tz, currency=run.get("currency") or "CNY", now_local=future_cutoff,
+                             future_tolerance_hours=tolerance,
+                             keep_pii=keep_pii)
+        base = _materialize_scan(engine, raw, vs)
+        rejects = rejected_rows(engine, raw)
+
+        if rejects:
+            base = _renumber_after_rejects(engine, raw, base, rejects)
+            quarantine_parts.append(ibis.memtable(pd.DataFrame({
+                "source": raw.name, "row_number": [r[0] for r in rejects], "reason": [r[1] for r in rejects],
+                "raw": [r[2] if keep_pii or raw.kind != "contacts" else "<redacted: malformed contacts line>"
+                        for r in rejects]}).astype({"row_number": "int64"})))
+        table = vs.decided(base, materialize=lambda name, expr: _scratch(engine, name, expr))
+        quality[raw.name] = source_quality(vs, table, rejects)
+        decided[raw.name] = (vs, table)
+        q = table.filter(table._status == "quarantined")
+        quarantine_parts.append(q.select(source=ibis.literal(raw.name), row_number=q._row_number,
+                                         reason=q._reason, raw=q._raw))
+    timings["read_validate"] = time.perf_counter() - clock
+
+    # 2. identity records: contacts (normalized) + ids seen in every other kind
+    clock = time.perf_counter()
+    region = params.get("privacy", {}).get("default_phone_region", "CN")
+    records, contacts, invalid = _identity_records(engine, params, decided, region=region)
+    for name, checks in invalid.items():
+        quality[name]["checks"].update({k: v for k, v in checks.items() if v})
+        quality[name]["checks"] = dict(sorted(quality[name]["checks"].items()))
+    timings["records"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    if resolve is None:
+        from crmlib.ingest.identity import resolve_identities as resolve
+    ident = params.get("ingest", {}).get("identity", {})
+    result = resolve(engine, records, method=ident.get("method", "splink"),
+                     match_threshold=float(ident.get("match_threshold", 0.5)), salt=salt)
+    id_map = result.identity_map
+    id_map = _scratch(engine, "ingest_identity_map", id_map.select("source", "source_customer_id",
+                                                                     "customer_key", "match_rule"))
+    links = result.links_by_rule if isinstance(result.links_by_rule, pd.DataFrame) else engine.to_pandas(result.links_by_rule)
+    timings["identity"] = time.perf_counter() - clock
+
+    # 3. fact tables with customer_key
+    clock = time.perf_counter()
+    written = []
+    facts: dict[str, ibis.Table] = {}
+    stitch = _cookie_map(decided, params, id_map)
+    for kind in FACT_COLUMNS:
+        parts = [_fact_rows(vs, table, params, id_map, stitch) for vs, table in decided.values()
+                 if vs.raw.kind == kind]
+        if not parts:
+            continue
+        expr = parts[0]
+        for p in parts[1:]:
+            expr = expr.union(p)
+        engine.write_table(kind, expr)
+        facts[kind] = engine.table(kind)
+        written.append(kind)
+    timings["facts"] = time.perf_counter() - clock
+
+    # 4. customers, identity map, quarantine, quality
+    clock = time.perf_counter()
+    tags = params.get("ingest", {}).get("tags") or {}
+    appearances = _appearances(engine, decided, params, id_map)
+    if contacts is not None:
+        contacts = contacts.join(id_map, ["source", "source_customer_id"]).select(contacts, id_map.customer_key)
+    customers = build_customers(id_map, facts["orders"], contacts, appearances, tags=tags,
+                                keep_pii=keep_pii)
+    engine.write_table("customers", customers)
+    engine.write_table("identity_map", id_map.order_by(["source", "source_customer_id"]))
+    engine.write_table("identity_links", links)
+    quarantine = quarantine_parts[0]
+    for p in quarantine_parts[1:]:
+        quarantine = quarantine.union(p)
+    engine.write_table("quarantine", quarantine.order_by(["source", "row_number"]))
+    report = {"sources": quality, "generated_at": now_local.isoformat(timespec="seconds"),
+              "timezone": tz, "salt_source": salt_source}
+    bad = check_reconciliation(report)
+    if bad:  # a bug, not bad input: say so loudly
+        raise RuntimeError(f"row accounting does not reconcile for sources {bad}")
+    engine.write_json("data_quality", report)
+    written += ["customers", "identity_map", "identity_links", "quarantine"]
+    n_customers = int(engine.table("customers").count().execute())
+    timings["customers"] = time.perf_counter() - clock
+    if not keep_scratch:
+        for name in decided:
+            for relation in (f"decided_{name}_renumbered", f"decided_{name}", f"decided_{name}_rows",
+                             f"dups_{name}", f"raw_{name}", f"ids_{name}"):
+                _sql.drop_relation(con, relation)
+        # Transcoded copies of source files hold raw PII: they must not outlive the stage.
+        shutil.rmtree(engine.run_dir / ".ingest_tmp", ignore_errors=True)
+    return IngestSummary(quality=report, n_customers=n_customers, n_records=int(result.n_records),
+                         tables=written, links_by_rule=links, salt_source=salt_source,
+                         warnings=warnings_, timings=timings)
+
+
+# -- steps ---------------------------------------------------------------------------------------------
+def _materialize_scan(engine: Engine, raw: RawSource, vs: ValidatedSource) -> ibis.Table:
+    """Store the validated rows of one scan of the file; CSV/JSON rows are numbered by the store."""
+    try:
+        if raw.row_numbers == "rowid":
+            _sql.create_numbered_table(engine.con, f"decided_{raw.name}", ibis.to_sql(vs.base, dialect="duckdb"))
+            return engine.con.table(f"decided_{raw.name}")
+        return _scratch(engine, f"decided_{raw.name}", vs.base)
+    except duckdb.Error as exc:
+        # One scan decodes the file; a failure here is a file DuckDB cannot parse at all.
+        first = str(exc).splitlines()[0]
+        raise IngestError(f"the file cannot be read as {raw.format}: {first}", source=raw.name, path=raw.path,
+                          hint="check `format:`, `delimiter:` and `encoding:` for this source") from None
+
+
+def _renumber_after_rejects(engine: Engine, raw: RawSource, table: ibis.Table,
+                            rejects: list[tuple[int, str, str]]) -> ibis.Table:
+    """Give good rows their file row numbers back when DuckDB skipped rejected lines before them.
+
+    Good row ``i`` (1-based among good rows) is file row ``i + #{j : a_j - j < i}`` where ``a_j`` is the
+    j-th rejected row (1-based j): ``a_j - j`` good rows precede reject ``j``.
+    """
+    n_rows = int(table.count().execute()) + len(rejects)
+    if len(rejects) > max(MAX_MALFORMED_LINES, n_rows // 100):
+        kinds = sorted({r[1] for r in rejects})
+        raise IngestError(
+            f"{len(rejects)} of {n_rows} lines do not split into the header's {len(raw.file_columns)} fields "
+            f"({', '.join(kinds)}; first at row {rejects[0][0]}: {rejects[0][2][:80]!r})",
+            source=raw.name, path=raw.path, row=rejects[0][0],
+            hint="check `delimiter:` (and that quoted fields are closed) for this source")
+    rows = sorted(r[0] for r in rejects)
+    shift = sum((ibis.literal(a - j) < table._row_number).cast("int64") for j, a in enumerate(rows, start=1))
+    return _scratch(engine, f"decided_{raw.name}_renumbered", table.mutate(_row_number=table._row_number + shift))
+
+
+def _scratch(engine: Engine, name: str, expr: ibis.Table | pd.DataFrame) -> ibis.Table:
+    """A temporary table: in memory, spilled to the run's temp directory under pressure, never written
+    to the database file (which would cost a checkpoint per table and be dropped at the end anyway)."""
+    return engine.con.create_table(name, expr, temp=True, overwrite=True)
+
+
+def _namespace(src: dict) -> str:
+    return src.get("id_source") or src["name"]
+
+
+def _col(t: ibis.Table, name: str, typ: str) -> ibis.Value:
+    return t[name].cast(typ) if name in t.columns else ibis.null(typ)
+
+
+def _identity_records(engine: Engine, params: dict, decided: dict, *, region: str
+                      ) -> tuple[ibis.Table, ibis.Table | None, dict[str, dict[str, int]]]:
+    """One record per (source namespace, source_customer_id) for identity resolution.
+
+    Contacts give attributes (email/phone normalized; the first loaded row of an id wins); every other
+    source's ids become bare records in their namespace (``id_source`` or the source's own name).
+    Returns the records table, the contact rows for customer attributes, and invalid email/phone counts.
+    """
+    contact_parts, id_parts, invalid = [], [], {}
+    for priority, src in enumerate(params["sources"]):
+        vs, t = decided[src["name"]]
+        loaded = t.filter(t._status == "loaded")
+        if src["kind"] == "contacts":
+            first = loaded.mutate(_k=ibis.row_number().over(group_by=loaded.source_customer_id,
+                                                            order_by=loaded._row_number))
+            first = first.filter(first._k == 0)
+            contact_parts.append(first.select(
+                source=ibis.literal(src["name"]), source_customer_id=first.source_customer_id,
+                _priority=ibis.literal(priority) * 10_000_000_000 + first._row_number,
+                raw_email=_col(first, "email", "string"), raw_phone=_col(first, "phone", "string"),
+                **{c: _col(first, c, typ) for c, typ in _CONTACT_ATTRS}))
+        elif "source_customer_id" in t.columns:
+            id_parts.append(_distinct_ids(engine, src, t).select(source=ibis.literal(_namespace(src)),
+                                                                 source_customer_id="source_customer_id"))
+    rec_schema = {"source": "string", "source_customer_id": "string", "name": "string", "email": "string",
+                  "phone": "string", "gender": "string", "birth_date": "date", "city": "string",
+                  "linked_ids": "string"}
+    contacts = None
+    if contact_parts:
+        c = contact_parts[0]
+        for p in contact_parts[1:]:
+            c = c.union(p)
+        c = _scratch(engine, "ingest_contacts_raw", c)
+        lookup = phone_lookup(engine.con, c.raw_phone, region=region, name="ingest_phone_lookup")
+        c = c.left_join(lookup, c.raw_phone == lookup.raw_phone).select(c, phone=lookup.phone)
+        c = c.mutate(email=normalize_email(c.raw_email))
+        c = _scratch(engine, "ingest_contacts", c)
+        counts = c.group_by("source").agg(
+            invalid_phone=((c.raw_phone.strip() != "") & c.phone.isnull()).sum(),
+            invalid_email=((c.raw_email.strip() != "") & c.email.isnull()).sum(),
+        ).to_pyarrow().to_pylist()
+        invalid = {r["source"]: {"invalid_phone": int(r["invalid_phone"] or 0),
+                                 "invalid_email": int(r["invalid_email"] or 0)} for r in counts}
+        contacts = c
+        rec = c.select(*rec_schema)
+    else:
+        rec = None
+    if id_parts:
+        ids = id_parts[0]
+        for p in id_parts[1:]:
+            ids = ids.union(p)  # union = distinct
+        if rec is not None:
+            ids = ids.anti_join(rec, ["source", "source_customer_id"])
+        bare = ids.select("source", "source_customer_id",
+                          **{k: ibis.null(v) for k, v in rec_schema.items() if k not in ("source", "source_customer_id")})
+        rec = bare if rec is None else rec.union(bare, distinct=False)
+    records = _scratch(engine, "ingest_identity_records", rec.select(*rec_schema))
+    return records, contacts, invalid
+
+
+def _distinct_ids(engine: Engine, src: dict, t: ibis.Table) -> ibis.Table:
+    """The distinct customer ids of a source's loaded rows, stored once (records and appearances use it)."""
+    name = f"ids_{src['name']}"
+    try:
+        return engine.con.table(name)
+    except Exception:  # first use
+        loaded = t.filter((t._status == "loaded") & t.source_customer_id.notnull())
+        return _scratch(engine, name, loaded.select("source_customer_id").distinct())
+
+
+def _keyed(t: ibis.Table, src: dict, id_map: ibis.Table) -> ibis.Table:
+    """``t`` with customer_key from the identity map (null when the row has no customer id)."""
+    if "source_customer_id" not in t.columns:
+        return t.mutate(customer_key=ibis.null("string"))
+    m = id_map.select(_ns="source", _sid="source_customer_id", customer_key="customer_key")
+    m = m.filter(m._ns == _namespace(src))
+    return t.left_join(m, t.source_customer_id == m._sid).drop("_ns", "_sid")
+
+
+def _cookie_map(decided: dict, params: dict, id_map: ibis.Table) -> ibis.Table | None:
+    """anonymous_id -> customer_key from events/touches carrying both (the most frequent key wins)."""
+    parts = []
+    for src in params["sources"]:
+        vs, t = decided[src["name"]]
+        if src["kind"] in ("events", "touchpoints") and {"anonymous_id", "source_customer_id"} <= set(t.columns):
+            loaded = t.filter((t._status == "loaded") & t.anonymous_id.notnull() & t.source_customer_id.notnull())
+            k = _keyed(loaded, src, id_map)
+            parts.append(k.select("anonymous_id", "customer_key"))
+    if not parts:
+        return None
+    pairs = parts[0]
+    for p in parts[1:]:
+        pairs = pairs.union(p, distinct=False)
+    n = pairs.group_by(["anonymous_id", "customer_key"]).agg(n=pairs.count())
+    rank = ibis.row_number().over(group_by=n.anonymous_id, order_by=[ibis.desc(n.n), n.customer_key])
+    n = n.mutate(_r=rank)
+    return n.filter(n._r == 0).select(_anon="anonymous_id", _stitched="customer_key")
+
+
+def _fact_rows(vs: ValidatedSource, t: ibis.Table, params: dict, id_map: ibis.Table,
+               stitch: ibis.Table | None) -> ibis.Table:
+    src, kind = vs.raw.source, vs.raw.kind
+    loaded = t.filter(t._status == "loaded")
+    keyed = _keyed(loaded, src, id_map)
+    if stitch is not None and "anonymous_id" in keyed.columns:
+        keyed = keyed.left_join(stitch, keyed.anonymous_id == stitch._anon)
+        keyed = keyed.mutate(customer_key=ibis.coalesce(keyed.customer_key, keyed._stitched)).drop("_anon", "_stitched")
+    cols = {}
+    for name, typ in FACT_COLUMNS[kind]:
+        if name == "source":
+            cols[name] = ibis.literal(src["name"])
+        else:
+            cols[name] = _col(keyed, name, typ)
+    extras = vs.raw.extras
+    if kind == "surveys" and "comment" in keyed.columns and params.get("privacy", {}).get("keep_pii"):
+        extras = [*extras, "comment"]  # free text may name people: only with keep_pii
+    extra_map = (ibis.map(ibis.array([ibis.literal(e) for e in extras]),
+                          ibis.array([keyed[e].cast("string") for e in extras]))
+                 if extras else ibis.null("map<string, string>"))
+    return keyed.select(**cols, row_number=keyed._row_number, extras=extra_map)
+
+
+def _appearances(engine: Engine, decided: dict, params: dict, id_map: ibis.Table) -> ibis.Table:
+    """(customer_key, source name) for every source a person has a loaded row in."""
+    parts = []
+    for src in params["sources"]:
+        vs, t = decided[src["name"]]
+        if "source_customer_id" not in t.columns:
+            continue
+        ids = (_distinct_ids(engine, src, t) if src["kind"] != "contacts"
+               else t.filter((t._status == "loaded") & t.source_customer_id.notnull())
+               .select("source_customer_id").distinct())
+        k = _keyed(ids, src, id_map)
+        parts.append(k.filter(k.customer_key.notnull()).select("customer_key", source=ibis.literal(src["name"])))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.union(p)
+    return out
+
+
+# -- report helpers (counts only, never people) ---------------------------------------------------------
+def _rows_frame(quality: dict) -> pd.DataFrame:
+    rows = []
+    for name, q in quality["sources"].items():
+        rows.append({"source": name, **{k: q[k] for k in ("rows_read", "rows_loaded", "rows_quarantined",
+                                                           "duplicates_dropped")},
+                     **{f"check:{k}": v for k, v in q["checks"].items()}})
+    df = pd.DataFrame(rows).set_index("source")
+    check_cols = [c for c in df.columns if c.startswith("check:")]
+    df[check_cols] = df[check_cols].fillna(0).astype("int64")
+    return df
+
+
+def rows_by_source(engine: Engine, params: dict | None = None) -> pd.DataFrame:
+    """Per source: rows read, loaded, quarantined, duplicates dropped, and one column per check."""
+    return _rows_frame(engine.read_json("data_quality"))
+
+
+def quarantine_reasons(engine: Engine, params: dict | None = None) -> pd.DataFrame:
+    """Quarantined rows per (source, reason), most frequent first, with one example row number."""
+    q = engine.table("quarantine")
+    agg = q.group_by(["source", "reason"]).agg(rows=q.count(), first_row=q.row_number.min())
+    return engine.to_pandas(agg.order_by([ibis.desc("rows"), "source", "reason"]))
+
+
+def identity_links(engine: Engine, params: dict | None = None) -> pd.DataFrame:
+    """Identity links by rule (links that merged two clusters) and records per match_rule."""
+    links = engine.to_pandas(engine.table("identity_links"))
+    m = engine.table("identity_map")
+    per_rule = engine.to_pandas(m.group_by("match_rule").agg(records=m.count()))
+    return links.merge(per_rule.rename(columns={"match_rule": "rule"}), on="rule", how="outer").fillna(0)
+
+
+def customer_overview(engine: Engine, params: dict | None = None) -> pd.DataFrame:
+    """Headline counts: customers, with orders, in several sources, revenue, and per tag."""
+    c = engine.table("customers")
+    m = engine.table("identity_map")
+    head = c.aggregate(customers=c.count(), with_orders=(c.orders > 0).sum(),
+                       in_several_sources=(c.sources.length() > 1).sum(), net_revenue=c.revenue.sum(),
+                       orders=c.orders.sum()).to_pyarrow().to_pylist()[0]
+    head["source_records"] = int(m.count().execute())
+    tags = c.select(tag=c.tags.unnest())
+    for r in tags.group_by("tag").agg(n=tags.count()).order_by("tag").to_pyarrow().to_pylist():
+        head[f"tag:{r['tag']}"] = int(r["n"])
+    return pd.DataFrame({"metric": list(head), "value": list(head.values())})
+
+
+def monthly_orders_by_channel(engine: Engine, params: dict | None = None) -> pd.DataFrame:
+    """Orders (positive amounts) and net revenue per calendar month (local time) and sales channel."""
+    o = engine.table("orders")
+    month = o.order_ts.truncate("M").date().name("month")
+    agg = o.group_by([month, o.channel.fill_null("unknown").name("channel")]).agg(
+        orders=(o.amount > 0).sum(), revenue=o.amount.sum())
+    return engine.to_pandas(agg.order_by(["month", "channel"]))
