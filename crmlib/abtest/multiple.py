@@ -17,40 +17,29 @@ import pandas as pd
 __all__ = ["holm", "benjamini_hochberg", "adjust_pvalues", "adjust_grouped", "reject"]
 
 
-def holm(pvalues) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values (FWER). NaNs are kept and excluded from the family."""
+def _adjust(pvalues, step) -> np.ndarray:
+    """Apply ``step(sorted p-values) -> adjusted`` to the non-NaN p-values, capped at 1, in input order."""
     p = np.asarray(pvalues, float)
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
     q = p[ok]
-    m = q.size
-    if m == 0:
+    if q.size == 0:
         return out
     order = np.argsort(q, kind="mergesort")
-    adj = np.maximum.accumulate((m - np.arange(m)) * q[order])
-    res = np.empty(m)
-    res[order] = np.minimum(adj, 1.0)
+    res = np.empty(q.size)
+    res[order] = np.minimum(step(q[order]), 1.0)
     out[ok] = res
     return out
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values (FWER). NaNs are kept and excluded from the family."""
+    return _adjust(pvalues, lambda q: np.maximum.accumulate((q.size - np.arange(q.size)) * q))
 
 
 def benjamini_hochberg(pvalues) -> np.ndarray:
     """Benjamini-Hochberg (1995) step-up adjusted p-values (FDR). NaNs are kept and excluded."""
-    p = np.asarray(pvalues, float)
-    out = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    q = p[ok]
-    m = q.size
-    if m == 0:
-        return out
-    order = np.argsort(q, kind="mergesort")
-    raw = q[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(raw[::-1])[::-1]
-    res = np.empty(m)
-    res[order] = np.minimum(adj, 1.0)
-    out[ok] = res
-    return out
-
+    return _adjust(pvalues, lambda q: np.minimum.accumulate((q * q.size / np.arange(1, q.size + 1))[::-1])[::-1])
 
 def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
     """Adjust one family of p-values; ``method`` is ``"holm"`` (default) or ``"bh"``."""

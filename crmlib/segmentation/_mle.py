@@ -270,3 +270,37 @@ def warm_start_weights(weights: np.ndarray, target: int = 50_000, seed: int = 0)
     if np.all(weights == np.round(weights)):
         return rng.binomial(weights.astype(np.int64), frac).astype(float)
     return rng.poisson(weights * frac).astype(float)
+
+
+def fit_warm_started(
+    nll_and_grad: Callable[[np.ndarray, object], tuple[float, np.ndarray]],
+    prepare: Callable[..., object],
+    patterns: Patterns,
+    init: np.ndarray,
+    *,
+    penalizer_coef: float,
+) -> MLEResult:
+    """Fit on all patterns, warm-started on large data from a seeded ~50k-customer thinning.
+
+    ``prepare(patterns[, weights])`` builds the model's data object (with ``.n``, the customer count);
+    ``nll_and_grad(theta, data)`` is its negative log-likelihood and gradient. The thinning only picks
+    the starting point and inverse Hessian: the final estimate is the full-data MLE either way.
+    """
+    data = prepare(patterns)
+    hess_inv0 = None
+    thinned = warm_start_weights(patterns.weights)
+    if thinned is not None:
+        sub = prepare(patterns, thinned)
+        warm = fit_log_params(lambda t: nll_and_grad(t, sub), init, n_weight=sub.n, penalizer_coef=penalizer_coef)
+        if warm.convergence.hessian_positive_definite:
+            init = warm.log_params
+            hess_inv0 = np.linalg.inv(warm.hessian_log / sub.n)
+            hess_inv0 = 0.5 * (hess_inv0 + hess_inv0.T)
+    return fit_log_params(
+        lambda t: nll_and_grad(t, data),
+        init,
+        n_weight=data.n,
+        penalizer_coef=penalizer_coef,
+        hess_inv0=hess_inv0,
+        hessian_scheme="forward" if patterns.weights.size > 100_000 else "central",
+    )

@@ -26,12 +26,11 @@ import pandas as pd
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 from crmlib.segmentation._mle import (
+    fit_warm_started,
     ConvergenceReport,
     Patterns,
     compress_patterns,
-    fit_log_params,
     summary_frame,
-    warm_start_weights,
 )
 
 __all__ = ["BetaGeoFitter"]
@@ -241,30 +240,7 @@ class BetaGeoFitter:
         else:
             init = np.log([initial_params[k] for k in PARAM_NAMES])
 
-        def total(theta):
-            return _nll_and_grad(theta, data)
-
-        # Large data: fit a seeded ~50k-customer thinning first, then start BFGS on all patterns from
-        # its optimum and its inverse Hessian. The final estimate is the full-data MLE either way.
-        hess_inv0 = None
-        thinned = warm_start_weights(patterns.weights)
-        if thinned is not None:
-            sub = _Prepared(patterns, thinned)
-            warm = fit_log_params(
-                lambda t: _nll_and_grad(t, sub), init, n_weight=sub.n, penalizer_coef=self.penalizer_coef
-            )
-            if warm.convergence.hessian_positive_definite:
-                init = warm.log_params
-                hess_inv0 = np.linalg.inv(warm.hessian_log / sub.n)
-                hess_inv0 = 0.5 * (hess_inv0 + hess_inv0.T)
-        result = fit_log_params(
-            total,
-            init,
-            n_weight=n,
-            penalizer_coef=self.penalizer_coef,
-            hess_inv0=hess_inv0,
-            hessian_scheme="forward" if data.n_patterns > 100_000 else "central",
-        )
+        result = fit_warm_started(_nll_and_grad, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
         self._result = result
         self.params_ = pd.Series(result.params, index=PARAM_NAMES, name="estimate")
         self.log_likelihood_ = result.log_likelihood

@@ -21,12 +21,11 @@ import pandas as pd
 from scipy.special import digamma, gammaln
 
 from crmlib.segmentation._mle import (
+    fit_warm_started,
     ConvergenceReport,
     Patterns,
     compress_patterns,
-    fit_log_params,
     summary_frame,
-    warm_start_weights,
 )
 from crmlib.segmentation.bgnbd import _dot
 
@@ -154,25 +153,7 @@ class GammaGammaFitter:
             init = np.log([1.0, 2.0, mean_m])  # prior mean p v/(q-1) = mean spend
         else:
             init = np.log([initial_params[k] for k in PARAM_NAMES])
-        hess_inv0 = None
-        thinned = warm_start_weights(patterns.weights)
-        if thinned is not None:
-            sub = _Prepared(patterns, thinned)
-            warm = fit_log_params(
-                lambda t: _nll_and_grad(t, sub), init, n_weight=sub.n, penalizer_coef=self.penalizer_coef
-            )
-            if warm.convergence.hessian_positive_definite:
-                init = warm.log_params
-                hess_inv0 = np.linalg.inv(warm.hessian_log / sub.n)
-                hess_inv0 = 0.5 * (hess_inv0 + hess_inv0.T)
-        result = fit_log_params(
-            lambda t: _nll_and_grad(t, data),
-            init,
-            n_weight=n,
-            penalizer_coef=self.penalizer_coef,
-            hess_inv0=hess_inv0,
-            hessian_scheme="forward" if data.w.size > 100_000 else "central",
-        )
+        result = fit_warm_started(_nll_and_grad, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
         self._result = result
         self.params_ = pd.Series(result.params, index=PARAM_NAMES, name="estimate")
         self.log_likelihood_ = result.log_likelihood

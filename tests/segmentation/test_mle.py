@@ -8,6 +8,7 @@ import pytest
 
 import crmlib.segmentation.bgnbd as bgnbd_module
 import crmlib.segmentation.gamma_gamma as gg_module
+from crmlib.segmentation import _mle as mle_module
 from crmlib.segmentation._mle import compress_patterns, numerical_hessian, warm_start_weights
 from crmlib.segmentation.simulate import simulate_bgnbd, simulate_gamma_gamma
 
@@ -54,11 +55,10 @@ def test_warm_start_reaches_the_same_optimum(monkeypatch):
         calls.append(1)
         return warm_start_weights(w, target=10_000)
 
-    monkeypatch.setattr(gg_module, "warm_start_weights", small_target)
+    monkeypatch.setattr(mle_module, "warm_start_weights", small_target)
     gg_warm = gg_module.GammaGammaFitter().fit(sim["frequency"], spend)
     assert calls and gg_warm.n_patterns_ > 20_000 and gg_warm.n_customers_ > 40_000
-    monkeypatch.setattr(bgnbd_module, "warm_start_weights", lambda w: None)
-    monkeypatch.setattr(gg_module, "warm_start_weights", lambda w: None)
+    monkeypatch.setattr(mle_module, "warm_start_weights", lambda w: None)
     cold = bgnbd_module.BetaGeoFitter().fit(sim["frequency"], sim["recency"], sim["T"])
     gg_cold = gg_module.GammaGammaFitter().fit(sim["frequency"], spend)
     assert with_warm.n_patterns_ > 20_000
