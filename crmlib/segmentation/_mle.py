@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import time
+
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-__all__ = ["ConvergenceReport", "MLEResult", "fit_log_params", "numerical_hessian"]
+__all__ = ["BaseFitter", "ConvergenceReport", "MLEResult", "fit_log_params", "fit_warm_started", "numerical_hessian"]
 
 
 @dataclass
@@ -274,6 +276,7 @@ def warm_start_weights(weights: np.ndarray, target: int = 50_000, seed: int = 0)
 
 def fit_warm_started(
     nll_and_grad: Callable[[np.ndarray, object], tuple[float, np.ndarray]],
+    data: object,
     prepare: Callable[..., object],
     patterns: Patterns,
     init: np.ndarray,
@@ -282,11 +285,11 @@ def fit_warm_started(
 ) -> MLEResult:
     """Fit on all patterns, warm-started on large data from a seeded ~50k-customer thinning.
 
-    ``prepare(patterns[, weights])`` builds the model's data object (with ``.n``, the customer count);
-    ``nll_and_grad(theta, data)`` is its negative log-likelihood and gradient. The thinning only picks
-    the starting point and inverse Hessian: the final estimate is the full-data MLE either way.
+    ``data`` is ``prepare(patterns)``, the model's data object (with ``.n``, the customer count);
+    ``prepare(patterns, weights)`` builds the thinned one; ``nll_and_grad(theta, data)`` is the negative
+    log-likelihood and gradient. The thinning only picks the starting point and inverse Hessian: the
+    final estimate is the full-data MLE either way.
     """
-    data = prepare(patterns)
     hess_inv0 = None
     thinned = warm_start_weights(patterns.weights)
     if thinned is not None:
@@ -304,3 +307,28 @@ def fit_warm_started(
         hess_inv0=hess_inv0,
         hessian_scheme="forward" if patterns.weights.size > 100_000 else "central",
     )
+
+
+class BaseFitter:
+    """What the maximum-likelihood fitters share: storing a fit and refusing to predict before one.
+
+    Subclasses set ``PARAM_NAMES`` and call :meth:`_store_fit` at the end of ``fit()``.
+    """
+
+    PARAM_NAMES: tuple[str, ...] = ()
+
+    def _store_fit(self, result: MLEResult, *, n_customers: float, n_patterns: int, started: float) -> None:
+        names = list(self.PARAM_NAMES)
+        self._result = result
+        self.params_ = pd.Series(result.params, index=names, name="estimate")
+        self.log_likelihood_ = result.log_likelihood
+        self.convergence_: ConvergenceReport = result.convergence
+        self.summary = summary_frame(names, result)
+        self.n_customers_ = int(round(n_customers))
+        self.n_patterns_ = int(n_patterns)
+        self.fit_seconds_ = time.perf_counter() - started
+
+    def _check_fitted(self) -> np.ndarray:
+        if not hasattr(self, "params_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+        return self.params_.to_numpy()

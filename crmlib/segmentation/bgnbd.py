@@ -26,11 +26,10 @@ import pandas as pd
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 from crmlib.segmentation._mle import (
+    BaseFitter,
     fit_warm_started,
-    ConvergenceReport,
     Patterns,
     compress_patterns,
-    summary_frame,
 )
 
 __all__ = ["BetaGeoFitter"]
@@ -168,7 +167,7 @@ def _nll_and_grad(theta: np.ndarray, data: _Prepared) -> tuple[float, np.ndarray
     return -float(ll), -grad
 
 
-class BetaGeoFitter:
+class BetaGeoFitter(BaseFitter):
     """BG/NBD (beta-geometric / negative binomial distribution) fitter.
 
     Parameters
@@ -196,6 +195,8 @@ class BetaGeoFitter:
     n_customers_, n_patterns_ : int
     fit_seconds_ : float
     """
+
+    PARAM_NAMES = tuple(PARAM_NAMES)
 
     def __init__(
         self, penalizer_coef: float = 0.0, time_unit: str | None = None, calibration_end: str | None = None
@@ -240,12 +241,8 @@ class BetaGeoFitter:
         else:
             init = np.log([initial_params[k] for k in PARAM_NAMES])
 
-        result = fit_warm_started(_nll_and_grad, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
-        self._result = result
-        self.params_ = pd.Series(result.params, index=PARAM_NAMES, name="estimate")
-        self.log_likelihood_ = result.log_likelihood
-        self.convergence_: ConvergenceReport = result.convergence
-        self.summary = summary_frame(PARAM_NAMES, result)
+        result = fit_warm_started(_nll_and_grad, data, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
+        self._store_fit(result, n_customers=n, n_patterns=data.n_patterns, started=start)
         self.summary.attrs.update(
             {
                 "model": "BG/NBD",
@@ -254,15 +251,7 @@ class BetaGeoFitter:
                 "se_method": "numerical Hessian of the total negative log-likelihood, delta method from log scale",
             }
         )
-        self.n_customers_ = int(round(n))
-        self.n_patterns_ = data.n_patterns
-        self.fit_seconds_ = time.perf_counter() - start
         return self
-
-    def _check_fitted(self) -> np.ndarray:
-        if not hasattr(self, "params_"):
-            raise RuntimeError("BetaGeoFitter is not fitted; call fit() first")
-        return self.params_.to_numpy()
 
     def __repr__(self) -> str:
         if not hasattr(self, "params_"):

@@ -21,11 +21,10 @@ import pandas as pd
 from scipy.special import digamma, gammaln
 
 from crmlib.segmentation._mle import (
+    BaseFitter,
     fit_warm_started,
-    ConvergenceReport,
     Patterns,
     compress_patterns,
-    summary_frame,
 )
 from crmlib.segmentation.bgnbd import _dot
 
@@ -92,7 +91,7 @@ def _nll_and_grad(theta, data: _Prepared) -> tuple[float, np.ndarray]:
     return -ll, -np.array([g_p * p, g_q * q, g_v * v])
 
 
-class GammaGammaFitter:
+class GammaGammaFitter(BaseFitter):
     """Gamma-Gamma spend model fitter.
 
     Parameters
@@ -119,6 +118,8 @@ class GammaGammaFitter:
         Pearson correlation of x and m among the included customers (the model assumes independence
         of spend and purchase frequency; a value near 0 supports it).
     """
+
+    PARAM_NAMES = tuple(PARAM_NAMES)
 
     def __init__(self, penalizer_coef: float = 0.0, currency: str | None = None) -> None:
         self.penalizer_coef = float(penalizer_coef)
@@ -153,21 +154,9 @@ class GammaGammaFitter:
             init = np.log([1.0, 2.0, mean_m])  # prior mean p v/(q-1) = mean spend
         else:
             init = np.log([initial_params[k] for k in PARAM_NAMES])
-        result = fit_warm_started(_nll_and_grad, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
-        self._result = result
-        self.params_ = pd.Series(result.params, index=PARAM_NAMES, name="estimate")
-        self.log_likelihood_ = result.log_likelihood
-        self.convergence_: ConvergenceReport = result.convergence
-        self.summary = summary_frame(PARAM_NAMES, result)
-        self.n_customers_ = int(round(n))
-        self.n_patterns_ = int(data.w.size)
-        self.fit_seconds_ = time.perf_counter() - start
+        result = fit_warm_started(_nll_and_grad, data, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
+        self._store_fit(result, n_customers=n, n_patterns=data.w.size, started=start)
         return self
-
-    def _check_fitted(self) -> np.ndarray:
-        if not hasattr(self, "params_"):
-            raise RuntimeError("GammaGammaFitter is not fitted; call fit() first")
-        return self.params_.to_numpy()
 
     def __repr__(self) -> str:
         if not hasattr(self, "params_"):
