@@ -139,6 +139,21 @@ def _latest_answers(surveys: pd.DataFrame, column: str, as_of: str | date | None
     return s.sort_values(["customer_key", "response_ts"]).groupby("customer_key", as_index=False).tail(1)
 
 
+def _per_segment(surveys: pd.DataFrame, segments: pd.DataFrame, column: str, as_of, segment_col: str,
+                 one) -> pd.DataFrame:
+    """``one(answers)`` for each segment's latest answers in ``column``, plus an "all" row.
+
+    Customers without a segment are grouped as "unsegmented".
+    """
+    latest = _latest_answers(surveys, column, as_of)
+    merged = latest.merge(segments[["customer_key", segment_col]], on="customer_key", how="left")
+    merged[segment_col] = merged[segment_col].fillna("unsegmented")
+    rows = [{segment_col: seg, **one(g)} for seg, g in merged.groupby(segment_col)]
+    if len(merged):
+        rows.append({segment_col: "all", **one(merged)})
+    return pd.DataFrame(rows)
+
+
 def nps_by_segment(
     surveys: pd.DataFrame,
     segments: pd.DataFrame,
@@ -152,9 +167,6 @@ def nps_by_segment(
     ``surveys``: customer_key, response_ts, nps_score. ``segments``: customer_key and ``segment_col``.
     Customers without a segment are grouped as "unsegmented". An "all" row is appended.
     """
-    latest = _latest_answers(surveys, "nps_score", as_of)
-    merged = latest.merge(segments[["customer_key", segment_col]], on="customer_key", how="left")
-    merged[segment_col] = merged[segment_col].fillna("unsegmented")
     z = stats.norm.ppf(0.5 + level / 2)
 
     def one(group: pd.DataFrame) -> dict:
@@ -175,10 +187,7 @@ def nps_by_segment(
             "ci_high": min(1.0, nps + z * se),
         }
 
-    rows = [{segment_col: seg, **one(g)} for seg, g in merged.groupby(segment_col)]
-    if len(merged):
-        rows.append({segment_col: "all", **one(merged)})
-    out = pd.DataFrame(rows)
+    out = _per_segment(surveys, segments, "nps_score", as_of, segment_col, one)
     out.attrs["method"] = (
         f"NPS = P(9-10) - P(0-6); Wald {level:.0%} CI with multinomial variance; latest answer per customer"
     )
@@ -194,9 +203,6 @@ def csat_by_segment(
     segment_col: str = "segment",
 ) -> pd.DataFrame:
     """Mean CSAT (1-5) with a t CI and the share of 4-5 answers with a Wilson CI, per segment (+ "all")."""
-    latest = _latest_answers(surveys, "csat", as_of)
-    merged = latest.merge(segments[["customer_key", segment_col]], on="customer_key", how="left")
-    merged[segment_col] = merged[segment_col].fillna("unsegmented")
     z = stats.norm.ppf(0.5 + level / 2)
 
     def one(group: pd.DataFrame) -> dict:
@@ -219,9 +225,6 @@ def csat_by_segment(
             "share_ci_high": centre + spread,
         }
 
-    rows = [{segment_col: seg, **one(g)} for seg, g in merged.groupby(segment_col)]
-    if len(merged):
-        rows.append({segment_col: "all", **one(merged)})
-    out = pd.DataFrame(rows)
+    out = _per_segment(surveys, segments, "csat", as_of, segment_col, one)
     out.attrs["method"] = f"mean with t {level:.0%} CI; share of 4-5 with Wilson CI; latest answer per customer"
     return out
