@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Hashable
 
 import ibis
 import pandas as pd
@@ -64,6 +64,7 @@ class Engine:
         db = self.run_dir / DATABASE_FILE if database is None else database
         self.database = str(db)
         self.con = ibis.duckdb.connect(self.database)
+        self._memo: dict[Hashable, Any] = {}
         # Spill to the run directory, not to a system temp dir that may be small.
         configure_duckdb(self.con, memory_limit=memory_limit or os.environ.get("CRM_DUCKDB_MEMORY_LIMIT"),
                          threads=threads, temp_directory=(self.run_dir / ".duckdb_tmp").as_posix())
@@ -133,6 +134,18 @@ class Engine:
         Use it to stop a long expression from being recomputed by several downstream queries.
         """
         return self.con.create_table(name, expr, overwrite=True)
+
+    def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """``make()`` computed once per ``key`` for this engine, so a notebook's cells share one journey
+        build or one fit. The memo lives and dies with the engine; :meth:`forget` drops it when the
+        run's tables change under the same engine."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def forget(self) -> None:
+        """Drop everything :meth:`memo` remembered."""
+        self._memo.clear()
 
     def to_pandas(self, expr: ibis.Expr) -> pd.DataFrame:
         """Execute ``expr`` and return a pandas object (the boundary to Python statistics)."""

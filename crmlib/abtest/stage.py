@@ -48,12 +48,10 @@ __all__ = [
     "forest_plot",
     "cumulative_plot",
     "segment_results",
-    "clear_cache",
     "winsorization_table",
     "cumulative_plot_grid",
 ]
 
-_CACHE: dict[tuple, dict[str, Any]] = {}
 
 
 def ab_settings(params: dict) -> dict:
@@ -69,15 +67,6 @@ def ab_settings(params: dict) -> dict:
     return ab
 
 
-def _key(engine, params) -> tuple:
-    return id(engine), str(getattr(engine, "run_dir", "")), json.dumps(params, sort_keys=True, default=str)
-
-
-def clear_cache() -> None:
-    """Forget cached analyses (after the run's tables changed under the same engine)."""
-    _CACHE.clear()
-
-
 def _has(engine, name: str) -> bool:
     if hasattr(engine, "has_table"):
         return engine.has_table(name)
@@ -89,15 +78,16 @@ def _has(engine, name: str) -> bool:
 
 
 def _state(engine, params) -> dict[str, Any]:
-    key = _key(engine, params)
-    if key in _CACHE:
-        return _CACHE[key]
+    """Unit outcomes and sufficient statistics, once per params for this engine (cells share them)."""
+    return engine.memo(("abtest", json.dumps(params, sort_keys=True, default=str)), lambda: _build_state(engine, params))
+
+
+def _build_state(engine, params) -> dict[str, Any]:
     ab = ab_settings(params)
     state: dict[str, Any] = {"ab": ab, "outcomes": None, "note": ""}
     if not (_has(engine, "experiments") and _has(engine, "orders")):
         state["note"] = "no experiments (or orders) table in this run: nothing to analyse"
         state["stats"] = pd.DataFrame()
-        _CACHE[key] = state
         return state
     orders = engine.table("orders")
     as_of = ((params or {}).get("run") or {}).get("as_of")
@@ -113,7 +103,6 @@ def _state(engine, params) -> dict[str, Any]:
     state.update(outcomes=outcomes, as_of=as_of, session_definition=session_def,
                  note=f"units with complete {ab['window_days']}-day windows by {as_of}; {session_def}")
     state["stats"] = sufficient_statistics(outcomes, winsorize=ab["winsorize"])
-    _CACHE[key] = state
     return state
 
 

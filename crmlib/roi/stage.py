@@ -126,16 +126,9 @@ def _optional(engine, name: str):
     return engine.table(name) if engine.has_table(name) else None
 
 
-# Stage results are cached per engine and settings so that the notebook's cells do not rebuild
-# journeys or refit the MMM.
-_CACHE: dict[tuple, Any] = {}
-
-
 def _cached(engine, key: str, settings: dict, make):
-    k = (id(engine), str(engine.run_dir), key, tuple(sorted((s, str(v)) for s, v in settings.items())))
-    if k not in _CACHE:
-        _CACHE[k] = make()
-    return _CACHE[k]
+    """One result per (step, settings) for this engine: the notebook's cells share journeys and the MMM fit."""
+    return engine.memo(("roi", key, tuple(sorted((s, str(v)) for s, v in settings.items()))), make)
 
 
 def journeys_stage(engine, params: dict, *, label: str = "channel") -> JourneyResult | MissingInput:

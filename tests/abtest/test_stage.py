@@ -201,7 +201,6 @@ def test_any_cell_writes_the_contract_table_and_context_entry(tmp_path, syntheti
 
     run = tmp_path / "r"
     params = synthetic_factory(run)
-    stage.clear_cache()
     with Engine(run) as eng:
         v = stage.verdict_table(eng, params)          # a verdict cell first: the table is still written
         assert eng.has_table("ab_results") and len(v) == 3
