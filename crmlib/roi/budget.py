@@ -153,6 +153,13 @@ def reallocate_budget(mmm: MediaMixModel, *, bounds: float = 0.3) -> BudgetResul
             "lower": fixed, "upper": fixed, "identified": False,
             "current_response": np.nan, "proposed_response": np.nan})], ignore_index=True)
         total += float(fixed.sum())
+    # an unidentified channel's curve is not a number anyone should read
+    table.loc[~table["identified"], ["current_response", "proposed_response"]] = np.nan
+    caveats = CAVEATS
+    if identified.sum() < 2:
+        caveats = (f"Nothing moves: the data pinned down {int(identified.sum())} of {len(channels)} modelled "
+                   "channels, and moving budget needs at least two. A holdout or geo experiment on the "
+                   "largest channel would measure what this data cannot.",) + CAVEATS
     return BudgetResult(
         table=table,
         gain=float(new_resp.sum() - cur_resp.sum()),
@@ -161,6 +168,7 @@ def reallocate_budget(mmm: MediaMixModel, *, bounds: float = 0.3) -> BudgetResul
         total_budget=total,
         ci_level=mmm.ci_level,
         method=method,
+        caveats=caveats,
     )
 
 

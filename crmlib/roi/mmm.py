@@ -4,12 +4,19 @@ Model
 -----
 For week ``t`` and channel ``c`` with spend ``x_ct``:
 
-* geometric adstock ``a_ct = x_ct + decay_c * a_c,t-1`` (carry-over, ``0 <= decay < 1``);
+* geometric adstock ``a_ct = x_ct + decay_c * a_c,t-1`` (carry-over, ``0 <= decay < 1``), started in
+  steady state at the mean spend of the first ``warm_start_weeks`` (a zero start makes every adstock
+  ramp up over the first weeks, which a regression matches to any early growth in revenue);
 * Hill saturation ``h_ct = a_ct**s / (a_ct**s + K_c**s)`` with ``K_c = half_sat_c * mean_t(a_ct)``
   (``half_sat`` is a multiple of the channel's mean adstocked spend, so grids are scale-free) and shape
   ``s`` (fixed, default 1: concave curves);
-* ``revenue_t = b0 + b1 t + sum_k (s_k sin(2 pi k t / 52.18) + c_k cos(...)) + sum_c beta_c h_ct + e_t``,
-  fitted by OLS (statsmodels). ``t`` is in weeks.
+* ``revenue_t = b0 + b1 t + sum_j g_j max(0, t - knot_j) + sum_k (s_k sin(2 pi k t / 52.18) + c_k cos(...))
+  + sum_c beta_c h_ct + e_t``, fitted by OLS (statsmodels). ``t`` is in weeks; the knots every
+  ``trend_knot_weeks`` (26) let the baseline of a growing customer base bend, slowly enough that it
+  cannot follow media flights.
+* the half-saturation grid starts at half the mean adstocked spend: a channel saturated far below its
+  usual spend has a nearly constant feature, whose coefficient trades off against the intercept and
+  yields arbitrary ROAS.
 
 ``(decay_c, half_sat_c)`` are chosen by a profile search: coordinate-wise over channels, each step
 the grid point minimising the residual sum of squares with the other channels fixed, repeated until no
@@ -54,11 +61,21 @@ __all__ = ["MediaMixModel", "geometric_adstock", "hill", "weekly_totals", "fouri
 WEEKS_PER_YEAR = 52.1775
 
 
-def geometric_adstock(x: np.ndarray, decay: float) -> np.ndarray:
-    """``a_t = x_t + decay * a_{t-1}`` with ``a_{-1} = 0``."""
+def geometric_adstock(x: np.ndarray, decay: float, *, warm_start: int = 0) -> np.ndarray:
+    """``a_t = x_t + decay * a_{t-1}``.
+
+    ``a_{-1} = 0`` by default. With ``warm_start = k > 0`` the spend before the data is taken to have
+    run at the mean of the first ``k`` periods, i.e. ``a_{-1} = mean(x[:k]) / (1 - decay)``
+    (steady state). Without it the adstock of a long-running channel *ramps up* over the first weeks of
+    any data window, an artefact that a regression happily matches to any early trend in revenue.
+    """
     if not 0 <= decay < 1:
         raise ValueError("decay must be in [0, 1)")
-    return lfilter([1.0], [1.0, -decay], np.asarray(x, dtype=float))
+    x = np.asarray(x, dtype=float)
+    if warm_start > 0 and len(x) and decay > 0:
+        prior = x[:warm_start].mean() / (1.0 - decay)
+        return lfilter([1.0], [1.0, -decay], x, zi=[decay * prior])[0]
+    return lfilter([1.0], [1.0, -decay], x)
 
 
 def hill(a: np.ndarray, half_sat: float, shape: float = 1.0) -> np.ndarray:
@@ -172,6 +189,11 @@ class MediaMixModel:
         Yearly Fourier pairs.
     trend : bool, default True
         Linear trend in weeks.
+    trend_knot_weeks : int or None, default 26
+        With ``trend``, the trend is piecewise linear with a knot every this many weeks (hinge terms
+        ``max(0, t - knot)``), so a customer base that grows and then levels off is baseline, not
+        media. Media effects move with flights of a few weeks; the knots are far enough apart that
+        the trend cannot follow them. ``None``: one straight line.
     n_bootstrap : int, default 200
     block_weeks : int, default 4
         Moving-block length of the residual bootstrap.
@@ -187,6 +209,9 @@ class MediaMixModel:
     min_spend_share : float, default 0.01
         Channels with less than this share of total spend are not modelled (reported as not
         identified): a few sends' worth of cost cannot carry a regression coefficient.
+    warm_start_weeks : int, default 4
+        Spend before the first week is taken to have run at the mean of the first this-many weeks
+        (steady-state adstock, see :func:`geometric_adstock`); 0 starts the adstock at zero.
 
     Attributes
     ----------
@@ -206,10 +231,11 @@ class MediaMixModel:
         self,
         *,
         decay_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
-        half_sat_grid: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
+        half_sat_grid: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
         shape: float = 1.0,
         fourier_order: int = 2,
         trend: bool = True,
+        trend_knot_weeks: int | None = 26,
         n_bootstrap: int = 200,
         block_weeks: int = 4,
         ci_level: float = 0.9,
@@ -218,12 +244,14 @@ class MediaMixModel:
         bootstrap_rounds: int = 4,
         max_relative_width: float = 0.5,
         min_spend_share: float = 0.01,
+        warm_start_weeks: int = 4,
     ) -> None:
         self.decay_grid = tuple(decay_grid)
         self.half_sat_grid = tuple(half_sat_grid)
         self.shape = shape
         self.fourier_order = fourier_order
         self.trend = trend
+        self.trend_knot_weeks = trend_knot_weeks
         self.n_bootstrap = n_bootstrap
         self.block_weeks = block_weeks
         self.ci_level = ci_level
@@ -232,6 +260,7 @@ class MediaMixModel:
         self.bootstrap_rounds = bootstrap_rounds
         self.max_relative_width = max_relative_width
         self.min_spend_share = min_spend_share
+        self.warm_start_weeks = warm_start_weeks
 
     def __repr__(self) -> str:
         if not hasattr(self, "summary_"):
@@ -263,8 +292,11 @@ class MediaMixModel:
         y = weekly["revenue"].to_numpy(float)
         n, k = x.shape
         self.n_weeks_ = n
-        base = [np.ones(n)] + ([np.arange(n, dtype=float)] if self.trend else [])
-        self.base_names_ = ["const"] + (["trend"] if self.trend else [])
+        t = np.arange(n, dtype=float)
+        knots = (list(range(self.trend_knot_weeks, n - self.trend_knot_weeks // 2, self.trend_knot_weeks))
+                 if self.trend and self.trend_knot_weeks else [])
+        base = [np.ones(n)] + ([t] if self.trend else []) + [np.maximum(0.0, t - k) for k in knots]
+        self.base_names_ = ["const"] + (["trend"] if self.trend else []) + [f"trend_after_{k}" for k in knots]
         fourier = fourier_terms(n, self.fourier_order)
         self.base_names_ += [f"{f}{i}" for i in range(1, self.fourier_order + 1) for f in ("sin", "cos")]
         base_x = np.column_stack(base + ([fourier] if fourier.size else []))
@@ -276,7 +308,7 @@ class MediaMixModel:
         self._half_sat_spend = np.empty((k, len(self._grid)))
         for c in range(k):
             for g, (d, h) in enumerate(self._grid):
-                a = geometric_adstock(x[:, c], d)
+                a = geometric_adstock(x[:, c], d, warm_start=self.warm_start_weeks)
                 ks = h * a.mean()
                 self._half_sat_spend[c, g] = ks
                 feats[c, g] = hill(a, ks, self.shape)
@@ -403,6 +435,7 @@ class MediaMixModel:
             identified = bool(lo > 0 and (hi - lo) <= self.max_relative_width * roas)
             reason = (
                 "identified" if identified
+                else "interval below 0 (a negative effect: the model does not fit this channel)" if hi < 0
                 else "interval includes 0" if lo <= 0
                 else f"interval wider than {self.max_relative_width:g} x ROAS"
             )

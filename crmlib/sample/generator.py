@@ -89,24 +89,29 @@ DIRTY_REASONS = ["", "duplicate_exact", "duplicate_id_conflict", "bad_date", "ba
 _R = {name: code for code, name in enumerate(DIRTY_REASONS)}
 REFUND_RATE = {"eshop_orders": 0.03, "store_pos": 0.015}
 
-# marketing: incremental per-journey conversion probability of each channel
-BASE_CONVERSION = 0.03
+# marketing: incremental per-journey conversion probability of each channel. Paid channels' daily reach
+# share follows their spend (adstock + Hill); search and affiliate are always on (flights of 25-160 %
+# of their level), social and display run in bursts with dark weeks between them. Spend levels make
+# paid media about 5 % of revenue with incremental ROAS from about 0.6 (display) to 3 (affiliate).
+BASE_CONVERSION = 0.04
+_ALWAYS_ON = [0.25, 0.7, 1.0, 1.6]
+_BURSTS = [0.0, 0.0, 0.7, 1.0, 1.6]
 CHANNELS: dict[str, dict] = {
-    "paid_search": {"paid": True, "p": 0.060, "theta": 0.3, "hill_k": 1.0, "hill_s": 1.5,
-                    "q_max": 0.50, "spend_per_customer_day": 0.004, "cpm": 40.0, "ctr": 0.040,
-                    "utm": ("baidu", "cpc")},
-    "social": {"paid": True, "p": 0.035, "theta": 0.6, "hill_k": 0.9, "hill_s": 2.0,
-               "q_max": 0.45, "spend_per_customer_day": 0.003, "cpm": 25.0, "ctr": 0.012,
+    "paid_search": {"paid": True, "p": 0.20, "theta": 0.3, "hill_k": 1.0, "hill_s": 1.5,
+                    "q_max": 0.50, "spend_per_customer_day": 0.06, "flights": _ALWAYS_ON, "cpm": 40.0,
+                    "ctr": 0.040, "utm": ("baidu", "cpc")},
+    "social": {"paid": True, "p": 0.12, "theta": 0.6, "hill_k": 0.9, "hill_s": 2.0,
+               "q_max": 0.45, "spend_per_customer_day": 0.05, "flights": _BURSTS, "cpm": 25.0, "ctr": 0.012,
                "utm": ("douyin", "social")},
-    "display": {"paid": True, "p": 0.012, "theta": 0.7, "hill_k": 1.2, "hill_s": 1.2,
-                "q_max": 0.60, "spend_per_customer_day": 0.002, "cpm": 8.0, "ctr": 0.004,
+    "display": {"paid": True, "p": 0.04, "theta": 0.7, "hill_k": 1.2, "hill_s": 1.2,
+                "q_max": 0.60, "spend_per_customer_day": 0.04, "flights": _BURSTS, "cpm": 8.0, "ctr": 0.004,
                 "utm": ("dsp", "display")},
-    "affiliate": {"paid": True, "p": 0.030, "theta": 0.2, "hill_k": 0.8, "hill_s": 1.8,
-                  "q_max": 0.35, "spend_per_customer_day": 0.0015, "cpm": 15.0, "ctr": 0.020,
-                  "utm": ("smzdm", "affiliate")},
-    "email": {"paid": False, "p": 0.040, "q": 0.30, "cost_per_send": 0.01, "utm": ("edm", "email")},
-    "sms": {"paid": False, "p": 0.020, "q": 0.20, "cost_per_send": 0.05, "utm": ("sms", "sms")},
-    "push": {"paid": False, "p": 0.015, "q": 0.25, "cost_per_send": 0.0, "utm": ("app", "push")},
+    "affiliate": {"paid": True, "p": 0.15, "theta": 0.2, "hill_k": 0.8, "hill_s": 1.8,
+                  "q_max": 0.35, "spend_per_customer_day": 0.02, "flights": _ALWAYS_ON, "cpm": 15.0,
+                  "ctr": 0.020, "utm": ("smzdm", "affiliate")},
+    "email": {"paid": False, "p": 0.05, "q": 0.30, "cost_per_send": 0.01, "utm": ("edm", "email")},
+    "sms": {"paid": False, "p": 0.03, "q": 0.20, "cost_per_send": 0.05, "utm": ("sms", "sms")},
+    "push": {"paid": False, "p": 0.02, "q": 0.25, "cost_per_send": 0.0, "utm": ("app", "push")},
 }
 # campaign_id -> (channel, first day, last day or None = always on, weight)
 CAMPAIGNS: dict[str, tuple[str, str, str | None, float]] = {
@@ -124,9 +129,10 @@ CAMPAIGNS: dict[str, tuple[str, str, str | None, float]] = {
     "SMS_1111_2025": ("sms", "2025-11-01", "2025-11-11", 2.0),
     "PUSH_APP": ("push", WINDOW_START, None, 1.0),
 }
-JOURNEYS_PER_ESHOP_CUSTOMER_DAY = 0.0016
-JOURNEY_TOUCH_SPAN_DAYS = 14
-CONVERSION_DELAY_MAX_DAYS = 6
+JOURNEYS_PER_ESHOP_CUSTOMER_DAY = 0.01
+PROMO_SPEND_BOOST = 1.0  # paid spend x (1 + this) during the 618 and 11.11 promotions
+JOURNEY_TOUCH_SPAN_DAYS = 3
+CONVERSION_DELAY_MAX_DAYS = 3
 EXPERIMENTS: list[dict] = [
     {"id": "aa_homepage_banner", "start": "2026-01-12", "weights": {"control": 0.5, "treatment": 0.5},
      "observed_treatment_share": 0.5, "rel_lift": 0.0, "unit_share": 0.7,
@@ -738,9 +744,9 @@ def _simulate_marketing(n: int, rec: dict, purch: dict, rng: np.random.Generator
             pos = 0
             while pos < n_days:
                 length = int(rng.integers(14, 43))
-                flight[pos:pos + length] = rng.choice([0.25, 0.7, 1.0, 1.6])
+                flight[pos:pos + length] = rng.choice(c["flights"])
                 pos += length
-            s = level * flight * np.where(dow >= 5, 1.15, 1.0) * (1 + 1.0 * promo) * rng.lognormal(0, 0.12, n_days)
+            s = level * flight * np.where(dow >= 5, 1.15, 1.0) * (1 + PROMO_SPEND_BOOST * promo) * rng.lognormal(0, 0.12, n_days)
             s = np.round(s, 2)
             ad = np.zeros(n_days)
             carry = 0.0
@@ -758,16 +764,19 @@ def _simulate_marketing(n: int, rec: dict, purch: dict, rng: np.random.Generator
             boost = (mat[:, 1:].sum(axis=1) > 0) if mat.shape[1] > 1 else np.zeros(n_days, bool)
             q_day[ch] = np.full(n_days, c["q"]) * np.where(boost, 1.6, 1.0)
 
-    # journeys: people start considering a purchase; the channels that reach them that day touch them
+    # journeys: people start considering a purchase; over the next days the channels that spend reach
+    # them. Each channel gets one candidate day per journey and reaches the person with that *day's*
+    # reach share, so a touch happens when its channel is spending (not days later).
     last_start = n_days - JOURNEY_TOUCH_SPAN_DAYS - CONVERSION_DELAY_MAX_DAYS - 1
     rate = JOURNEYS_PER_ESHOP_CUSTOMER_DAY * len(eshop_persons)
     per_day = rng.poisson(rate, last_start)
     j_day = np.repeat(np.arange(last_start), per_day)
     j_person = eshop_persons[rng.integers(0, len(eshop_persons), len(j_day))]
     ch_names = list(CHANNELS)
-    incl = np.column_stack([rng.random(len(j_day)) < q_day[ch][j_day] for ch in ch_names])
-    keep = incl.any(axis=1)
-    j_day, j_person, incl = j_day[keep], j_person[keep], incl[keep]
+    touch_day = j_day[:, None] + rng.integers(0, JOURNEY_TOUCH_SPAN_DAYS, (len(j_day), len(ch_names)))
+    incl = np.column_stack([rng.random(len(j_day)) < q_day[ch][touch_day[:, ci]] for ci, ch in enumerate(ch_names)])
+    # A journey no channel reaches still converts at the base rate (with no touch): dropping it would
+    # make the base-rate conversions of reached journeys look caused by the channels that reached them.
     nj = len(j_day)
     p_c = np.array([CHANNELS[ch]["p"] for ch in ch_names])
     not_conv = (1 - BASE_CONVERSION) * np.prod(np.where(incl, 1 - p_c, 1.0), axis=1)
@@ -778,14 +787,17 @@ def _simulate_marketing(n: int, rec: dict, purch: dict, rng: np.random.Generator
     converted = u < p_all
     incremental = converted[:, None] & (u[:, None] >= p_wo) & incl
 
-    # touches
+    # touches: 1-3 per reached channel, on its day and up to a day later
     jt, ct = np.nonzero(incl)
     n_t = 1 + rng.binomial(2, 0.3, len(jt))
     t_j = np.repeat(jt, n_t)
     t_c = np.repeat(ct, n_t)
-    t_ts = (_EPOCH_START + j_day[t_j].astype(np.int64) * DAY
-            + rng.integers(0, JOURNEY_TOUCH_SPAN_DAYS * DAY, len(t_j)))
-    last_touch = np.zeros(nj, dtype=np.int64)
+    t_ts = (_EPOCH_START + touch_day[t_j, t_c].astype(np.int64) * DAY
+            + rng.integers(0, 2 * DAY, len(t_j)))
+    # an unreached journey's "last touch" is a moment in its span (its conversion, if any, follows it)
+    last_touch = (_EPOCH_START + j_day.astype(np.int64) * DAY
+                  + rng.integers(0, JOURNEY_TOUCH_SPAN_DAYS * DAY, nj))
+    last_touch[np.unique(t_j)] = 0
     np.maximum.at(last_touch, t_j, t_ts)
     conv_ts = last_touch + rng.integers(3600, CONVERSION_DELAY_MAX_DAYS * DAY, nj)
 
@@ -1369,8 +1381,10 @@ file below uses them. Times are naive local time (Asia/Shanghai). Purchase-model
 | `params.json` | every generating parameter (seed, size, window, BG/NBD r, alpha, a, b per week, Gamma-Gamma p, q, gamma, membership rates, dirty-row rates, refund rates, channel and campaign settings). |
 
 Channel effects: a journey converts with probability 1 - (1 - base) * prod_c (1 - p_c) over the
-distinct channels c that touched it (touches fall within 14 days from the journey start, the
-conversion within 6 days after the last touch, so a 30-day lookback covers every causing touch).
+distinct channels c that touched it. Each channel reaches the journey on one day within 7 days of
+the journey start, with that day's reach share (so paid touches happen while the channel spends);
+its touches fall on that day or the next; the conversion follows within 4 days of the last touch,
+so a 30-day lookback covers every causing touch.
 A realised conversion is incremental to channel c when it would vanish without c, using the same
 uniform draw u: converted = u < P(all) and u >= P(all but c). `expected_incremental_conversions`
 is the sum over journeys of P(all) - P(all but c).
@@ -1457,8 +1471,10 @@ def _write_truth(truth_dir: Path, n: int, seed: int, people: dict, rec: dict, pu
                       "journeys with u >= P(without c) (the conversion vanishes if c is removed, same "
                       "uniform draw u); expected_incremental_conversions[c] = sum over journeys of "
                       "P(all) - P(without c). Incremental revenue = amounts of those conversions. "
-                      "Conversions are online orders (origin 'marketing' in orders.parquet) within 6 days "
-                      "after the journey's last touch; touches span 14 days from the journey start. The "
+                      "Conversions are online orders (origin 'marketing' in orders.parquet) within "
+                      f"{CONVERSION_DELAY_MAX_DAYS} days after the journey's last touch; each channel reaches "
+                      f"the journey on one day within {JOURNEY_TOUCH_SPAN_DAYS} days of its start, with that "
+                      "day's reach share (the response below). The "
                       "holdout campaign's effect is in experiments.json, not here.",
         "base_conversion": BASE_CONVERSION,
         "journeys": int(nj), "conversions": int(conv.sum()),
@@ -1531,6 +1547,7 @@ def _write_truth(truth_dir: Path, n: int, seed: int, people: dict, rec: dict, pu
         "campaigns": {k: {"channel": v[0], "first_day": v[1], "last_day": v[2], "weight": v[3]}
                       for k, v in CAMPAIGNS.items()},
         "journeys_per_eshop_customer_day": JOURNEYS_PER_ESHOP_CUSTOMER_DAY,
+        "promo_spend_boost": PROMO_SPEND_BOOST,
         "journey_touch_span_days": JOURNEY_TOUCH_SPAN_DAYS,
         "conversion_delay_max_days": CONVERSION_DELAY_MAX_DAYS,
         "experiments": EXPERIMENTS,

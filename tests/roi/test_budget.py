@@ -58,3 +58,14 @@ def test_repair_never_leaves_bounds():
         s = _repair(rng.uniform(-5, 25, 5), lo, hi, total)
         assert (s >= lo - 1e-12).all() and (s <= hi + 1e-12).all()
         assert s.sum() == pytest.approx(total)
+
+
+def test_nothing_identified_moves_nothing_and_says_why():
+    # pure noise revenue: no channel can be pinned down
+    weekly, _ = simulate(0)
+    weekly["revenue"] = 50000 + 2000 * np.random.default_rng(1).standard_normal(len(weekly))
+    res = reallocate_budget(MediaMixModel(n_bootstrap=30, seed=0).fit(weekly))
+    assert not res.table["identified"].any()
+    np.testing.assert_allclose(res.table["proposed"], res.table["current"])
+    assert res.gain == 0 and res.table["current_response"].isna().all()
+    assert res.caveats[0].startswith("Nothing moves: the data pinned down 0 of 4")

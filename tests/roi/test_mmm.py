@@ -55,6 +55,8 @@ def fitted():
 def test_adstock_and_hill_by_hand():
     # a = [1, 0 + 0.5*1, 2 + 0.5*0.5] = [1, 0.5, 2.25]
     np.testing.assert_allclose(geometric_adstock([1.0, 0.0, 2.0], 0.5), [1.0, 0.5, 2.25])
+    # warm start: spend before the data ran at the mean of the first 2 weeks (0.5): a_-1 = 0.5 / 0.5 = 1
+    np.testing.assert_allclose(geometric_adstock([1.0, 0.0, 2.0], 0.5, warm_start=2), [1.5, 0.75, 2.375])
     np.testing.assert_allclose(hill([0.0, 2.0, 6.0], 2.0, 1.0), [0.0, 0.5, 0.75])
     np.testing.assert_allclose(hill([2.0, 4.0], 2.0, 2.0), [0.5, 0.8])
 
@@ -76,10 +78,18 @@ def test_final_fit_is_statsmodels_ols_on_chosen_transforms(fitted):
     model, _ = fitted
     weekly, _ = simulate(0)
     n = len(weekly)
-    cols = [np.ones(n), np.arange(n), fourier_terms(n, 2)]
+    t = np.arange(n)
+    # piecewise-linear trend: hinges every 26 weeks, the last at least 13 weeks before the end
+    hinges = [np.maximum(0, t - k) for k in (26, 52, 78, 104, 130)]
+    cols = [np.ones(n), t, *hinges, fourier_terms(n, 2)]
     for ch in model.channels_:
         p = model.params_.loc[ch]
-        cols.append(hill(geometric_adstock(weekly[ch].to_numpy(), p["decay"]), p["half_sat_spend"]))
+        x = weekly[ch].to_numpy()
+        a, carry = np.empty(n), x[:4].mean() / (1 - p["decay"])  # steady state at the first 4 weeks' mean
+        for i in range(n):
+            carry = x[i] + p["decay"] * carry
+            a[i] = carry
+        cols.append(hill(a, p["half_sat_spend"]))
     ref = sm.OLS(weekly["revenue"].to_numpy(), np.column_stack(cols)).fit()
     np.testing.assert_allclose(model.params_["beta"].to_numpy(), ref.params[-len(model.channels_):], rtol=1e-8)
 
@@ -129,34 +139,61 @@ def test_weekly_totals_from_engine():
     assert weekly_totals(orders, spend, period_start="2024-01-02", period_end="2024-01-21")["revenue"].tolist() == [0.0, 7.0]
 
 
-def test_sample_generator_channel_effects_are_not_overclaimed(tmp_path):
-    """Known truth from the sample generator (crmlib.sample, 5,000 customers, seed 42).
-
-    Weekly revenue = a constant + the generator's expected incremental conversions x mean order value,
-    i.e. the most favourable case (no organic orders, no noise). The generator's effects are
-    multiplicative in journey volume and spend, so an additive adstock/Hill model is misspecified here:
-    point ROAS are off by 40-100 % (measured), and the model must say so rather than claim them.
-    Asserted: no channel is declared identified with the true ROAS outside its interval, and the largest
-    channel's interval covers the truth.
-    """
+@pytest.fixture(scope="module")
+def sample_weekly(tmp_path_factory):
+    """Weekly truth of the sample generator (5,000 customers, seed 42): revenue by order origin, paid spend."""
     import json
 
     from crmlib.sample.generator import generate_sample
 
-    generate_sample(tmp_path, customers=5000, seed=42)
-    weekly_truth = pd.read_parquet(tmp_path / "truth" / "mmm_weekly.parquet")
-    channels = json.loads((tmp_path / "truth" / "channels.json").read_text())
-    aov = channels["conversion_revenue"] / channels["conversions"]
-    paid = [c for c, v in channels["channels"].items() if v["paid"]]
-    spend = weekly_truth.pivot(index="week_start", columns="channel", values="spend")[paid].iloc[1:-1]
-    incremental = (weekly_truth.pivot(index="week_start", columns="channel",
-                                      values="expected_incremental_conversions")[paid] * aov).iloc[1:-1]
-    weekly = pd.DataFrame({"week": spend.index, "revenue": 5000 + incremental.sum(axis=1).to_numpy(),
-                           **{c: spend[c].to_numpy() for c in paid}})
-    s = MediaMixModel(n_bootstrap=100, seed=0).fit(weekly).summary_.set_index("channel")
-    true_roas = incremental.sum() / spend.sum()
+    out = tmp_path_factory.mktemp("sample")
+    generate_sample(out, customers=5000, seed=42)
+    channels = json.loads((out / "truth" / "channels.json").read_text())["channels"]
+    paid = [c for c, v in channels.items() if v["paid"]]
+    spend = pd.read_parquet(out / "truth" / "mmm_weekly.parquet").pivot(index="week_start", columns="channel",
+                                                                       values="spend")[paid]
+    orders = pd.read_parquet(out / "truth" / "orders.parquet")
+    orders = orders[orders.is_real_order & (orders.true_amount > 0)]
+    week = orders.true_order_ts.dt.to_period("W-SUN").dt.start_time
+    revenue = orders.groupby([week, orders.origin]).true_amount.sum().unstack(fill_value=0.0)
+    weekly = revenue.join(spend, how="inner").iloc[1:-1].rename_axis("week").reset_index()  # whole weeks
+    true_roas = {c: channels[c]["true_incremental_roas"] for c in paid}
+    return weekly, paid, true_roas
+
+
+def _fit(weekly, paid, revenue, *, shift=0, n_bootstrap=40):
+    data = pd.DataFrame({"week": weekly["week"], "revenue": revenue,
+                         **{c: np.roll(weekly[c].to_numpy(), shift) for c in paid}})
+    return MediaMixModel(n_bootstrap=n_bootstrap, seed=0).fit(data).summary_.set_index("channel")
+
+
+def test_sample_spend_unrelated_to_revenue_is_never_identified(sample_weekly):
+    """Null calibration on the sample: organic revenue against the sample's own spend shifted by 13-117 weeks
+    (same flights and promotions, no causal link). Measured: 0 of 36 channel fits identified (seeds 42 and 7),
+    although 30-55 % of the 90 % intervals exclude 0 - the intervals alone under-cover (the profile search
+    picks the best of 36 transforms per channel); the width rule is what keeps the model from claiming."""
+    weekly, paid, _ = sample_weekly
+    claimed = []
+    for shift in range(13, 130, 26):
+        s = _fit(weekly, paid, weekly["organic"].to_numpy(), shift=shift)
+        claimed += [(shift, c) for c in paid if s.loc[c, "identified"]]
+    assert claimed == []
+
+
+def test_sample_generator_channel_effects_are_not_overclaimed(sample_weekly):
+    """Known truth from the sample generator (5,000 customers, seed 42; paid media ~5 % of revenue, its
+    incremental revenue ~8 %). Weekly revenue = all orders, as the stage fits it.
+
+    Measured: no channel is identified on this sample (organic weekly noise ~9 % of revenue hides
+    ~2-4 % channel effects), and point estimates are off by 50-500 % - the reason the stage reports no
+    point ROAS for them. Asserted: no channel is declared identified with the true ROAS outside its
+    interval, and every unidentified channel gets no point ROAS.
+    """
+    weekly, paid, true_roas = sample_weekly
+    revenue = weekly[["organic", "marketing", "experiment"]].sum(axis=1).to_numpy()
+    s = _fit(weekly, paid, revenue, n_bootstrap=100)
     for ch in paid:
         if s.loc[ch, "identified"]:
             assert s.loc[ch, "roas_low"] <= true_roas[ch] <= s.loc[ch, "roas_high"]
-    largest = spend.sum().idxmax()
-    assert s.loc[largest, "roas_low"] <= true_roas[largest] <= s.loc[largest, "roas_high"]
+        else:
+            assert np.isnan(s.loc[ch, "roas"]) and np.isnan(s.loc[ch, "mroas"])
