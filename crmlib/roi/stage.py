@@ -355,7 +355,14 @@ def markov_charts(engine, params: dict):
 def mmm_table(engine, params: dict) -> pd.DataFrame | MissingInput:
     """The media-mix summary per channel (``identified`` false: the data cannot pin the channel down)."""
     model = mmm_stage(engine, params)
-    return model if isinstance(model, MissingInput) else model.summary_
+    if isinstance(model, MissingInput):
+        return model
+    s = model.summary_
+    verdict = s["reason"].where(s["identified"], "not identified by this data: " + s["reason"].astype(str))
+    # no point estimate, and nothing it can be read back from, for a channel the data cannot pin down
+    cols = ["channel", "spend", "roas", "roas_low", "roas_high", "mroas", "mroas_low", "mroas_high"]
+    return s[[c for c in cols if c in s.columns]].assign(verdict=verdict.str.replace(
+        "not identified by this data: not modelled", "not modelled", regex=False))
 
 
 def response_curves_chart(engine, params: dict):

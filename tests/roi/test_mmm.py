@@ -89,7 +89,7 @@ def test_final_fit_is_statsmodels_ols_on_chosen_transforms(fitted):
         for i in range(n):
             carry = x[i] + p["decay"] * carry
             a[i] = carry
-        cols.append(hill(a, p["half_sat_spend"]))
+        cols.append(hill(a, p["half_sat_spend"], p["shape"]))
     ref = sm.OLS(weekly["revenue"].to_numpy(), np.column_stack(cols)).fit()
     np.testing.assert_allclose(model.params_["beta"].to_numpy(), ref.params[-len(model.channels_):], rtol=1e-8)
 
@@ -169,9 +169,10 @@ def _fit(weekly, paid, revenue, *, shift=0, n_bootstrap=40):
 
 def test_sample_spend_unrelated_to_revenue_is_never_identified(sample_weekly):
     """Null calibration on the sample: organic revenue against the sample's own spend shifted by 13-117 weeks
-    (same flights and promotions, no causal link). Measured: 0 of 36 channel fits identified (seeds 42 and 7),
-    although 30-55 % of the 90 % intervals exclude 0 - the intervals alone under-cover (the profile search
-    picks the best of 36 transforms per channel); the width rule is what keeps the model from claiming."""
+    (same flights and promotions, no causal link). Measured: 0 of 36 channel fits identified (seeds 42 and 7).
+    The 90 % intervals alone under-cover - 50 % of them exclude 0 on this null at 50,000 customers, because
+    the profile search picks the best of 72 transforms per channel - so the width rule is what keeps the
+    model from claiming; this test guards it."""
     weekly, paid, _ = sample_weekly
     claimed = []
     for shift in range(13, 130, 26):
@@ -184,10 +185,19 @@ def test_sample_generator_channel_effects_are_not_overclaimed(sample_weekly):
     """Known truth from the sample generator (5,000 customers, seed 42; paid media ~5 % of revenue, its
     incremental revenue ~8 %). Weekly revenue = all orders, as the stage fits it.
 
-    Measured: no channel is identified on this sample (organic weekly noise ~9 % of revenue hides
-    ~2-4 % channel effects), and point estimates are off by 50-500 % - the reason the stage reports no
-    point ROAS for them. Asserted: no channel is declared identified with the true ROAS outside its
-    interval, and every unidentified channel gets no point ROAS.
+    Tolerance, measured honestly (seeds 42 and 7):
+
+    * with the baseline known (revenue = the journeys' conversions only) point ROAS are within 3-19 % of
+      the truth for all four paid channels at seed 42 and within 34-67 % for the large ones at seed 7,
+      every interval covering the truth at seed 42 - but no channel is narrow enough to be identified;
+    * with all revenue (organic weekly noise ~9 % of revenue hides channel effects of 2-4 %) no channel
+      is identified and point estimates are off by 25-500 %: the stage shows no point ROAS for them and
+      the budget step moves nothing, saying why. At 50,000 customers with known transforms the same data
+      gives the three large channels within 4-18 % (intervals about +/-35 %); with searched transforms
+      the estimates are still 40-100 % off - the search, not the data, is the limit.
+
+    Asserted: no channel is declared identified with the true ROAS outside its interval, and every
+    unidentified channel gets no point ROAS.
     """
     weekly, paid, true_roas = sample_weekly
     revenue = weekly[["organic", "marketing", "experiment"]].sum(axis=1).to_numpy()

@@ -73,6 +73,12 @@ def test_full_stage_writes_contract_tables(tmp_path):
     mmm = pd.read_parquet(eng.table_path("mmm"))
     assert list(mmm.columns[:7]) == ["channel", "spend", "roas", "roas_low", "roas_high", "mroas", "identified"]
     assert mmm.loc[~mmm["identified"], "roas"].isna().all()
+    # the report's table gives an unidentified channel no point ROAS, and nothing to read one back from
+    shown = stage.mmm_table(eng, PARAMS)
+    assert not {"roas_estimate", "contribution"} & set(shown.columns)
+    unidentified = shown[~shown["verdict"].eq("identified")]
+    assert unidentified["roas"].isna().all() and unidentified["mroas"].isna().all()
+    assert unidentified["verdict"].str.match(r"not (identified by this data|modelled)").all()
     budget = stage.budget_stage(eng, PARAMS)
     t = budget.table
     assert (t["proposed"] <= t["upper"] + 1e-9).all() and (t["proposed"] >= t["lower"] - 1e-9).all()
