@@ -207,3 +207,15 @@ def test_sample_generator_channel_effects_are_not_overclaimed(sample_weekly):
             assert s.loc[ch, "roas_low"] <= true_roas[ch] <= s.loc[ch, "roas_high"]
         else:
             assert np.isnan(s.loc[ch, "roas"]) and np.isnan(s.loc[ch, "mroas"])
+
+
+def test_sample_large_channels_recovered_when_the_baseline_is_known(sample_weekly):
+    """The sample's two largest paid channels (search, social) from the journeys' own conversions (no
+    organic orders): the data carries their effect. Measured at seed 42: -3 % and -12 % (asserted within
+    25 %), intervals covering the truth; the smaller channels within 19 % but, like the large ones, not
+    narrow enough to be identified."""
+    weekly, paid, true_roas = sample_weekly
+    s = _fit(weekly, paid, weekly["marketing"].to_numpy(), n_bootstrap=100)
+    for ch in ("paid_search", "social"):
+        assert s.loc[ch, "roas_estimate"] == pytest.approx(true_roas[ch], rel=0.25)
+        assert s.loc[ch, "roas_low"] <= true_roas[ch] <= s.loc[ch, "roas_high"]
