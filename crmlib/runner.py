@@ -237,6 +237,9 @@ def run_pipeline(
                 parameters={"params_path": params["_path"], "run_dir": str(work_dir)},
                 kernel_name=kernel_name, cwd=str(nb.parent), progress_bar=False, log_output=False,
                 execution_timeout=execution_timeout, report_mode=True,
+                # the kernel's own start-up warnings (TCP on localhost, no encryption) are noise in a
+                # scheduler's log; errors still show
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
             rec.status = "ok"
         except Exception as exc:  # PapermillExecutionError, timeouts, dead kernels: all mean "failed"
