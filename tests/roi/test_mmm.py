@@ -219,3 +219,22 @@ def test_sample_large_channels_recovered_when_the_baseline_is_known(sample_weekl
     for ch in ("paid_search", "social"):
         assert s.loc[ch, "roas_estimate"] == pytest.approx(true_roas[ch], rel=0.25)
         assert s.loc[ch, "roas_low"] <= true_roas[ch] <= s.loc[ch, "roas_high"]
+
+
+def test_sse_of_each_candidate_matches_one_lstsq_per_candidate():
+    from crmlib.roi.mmm import _sse_adding_each
+
+    rng = np.random.default_rng(3)
+    n = 80
+    others = np.column_stack([np.ones(n), np.arange(n), rng.normal(size=n)])
+    candidates = rng.random((6, n))
+    candidates[5] = 2 * others[:, 1] + 1  # inside the span of the others: explains nothing more
+    y = rng.normal(size=n) + candidates[2] * 3
+    sse, beta = _sse_adding_each(others, candidates, y, with_beta=True)
+    for g in range(5):
+        design = np.column_stack([others, candidates[g]])
+        coef, res, *_ = np.linalg.lstsq(design, y, rcond=None)
+        assert sse[g] == pytest.approx(float(np.sum((y - design @ coef) ** 2)), rel=1e-9)
+        assert beta[g] == pytest.approx(coef[-1], rel=1e-9)
+    base, *_ = np.linalg.lstsq(others, y, rcond=None)
+    assert sse[5] == pytest.approx(float(np.sum((y - others @ base) ** 2)), rel=1e-9) and beta[5] == 0
