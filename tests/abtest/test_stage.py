@@ -130,21 +130,19 @@ def test_winsorized_run_reports_caps(synthetic_run):
     assert stage.winsorization_table(engine, params).empty
 
 
-@pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
-    """The project's sample generator (5,000 customers, seed 42), keyed by its true person ids.
+def _sample_run(root, seed):
+    """The project's sample generator (5,000 customers), keyed by its true person ids.
 
     The run tables are built from the generator's truth files (real orders, person ids), not through
-    the ingest stage, so this test checks the A/B stage alone against the planted effects.
+    the ingest stage, so the A/B stage alone is checked against the planted effects.
     """
     import json
 
     from crmlib.engine import Engine
     from crmlib.sample import generate_sample
 
-    root = tmp_path_factory.mktemp("sample")
     out = root / "data"
-    generate_sample(out, customers=5000, seed=42)
+    generate_sample(out, customers=5000, seed=seed)
     rec = pd.read_parquet(out / "truth" / "records.parquet")
     key = rec[rec["source"] == "eshop_accounts"].set_index("source_customer_id")["person_id"]
     exps = pd.read_csv(out / "experiments.csv", parse_dates=["assigned_ts"])
@@ -165,8 +163,13 @@ def sample_run(tmp_path_factory):
         "window_days": truth["window_days"], "alpha": 0.05,
         "experiments": [{"id": e["experiment_id"], "weights": e["design_weights"],
                          **({"holdout": e["holdout"]} if e.get("holdout") else {})} for e in truth["experiments"]]}}
-    engine = Engine(root / "run")
-    yield engine, params, {e["experiment_id"]: e for e in truth["experiments"]}
+    return Engine(root / "run"), params, {e["experiment_id"]: e for e in truth["experiments"]}
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    engine, params, truth = _sample_run(tmp_path_factory.mktemp("sample"), 42)
+    yield engine, params, truth
     engine.close()
 
 
@@ -179,18 +182,37 @@ def test_sample_generator_truth_recovered(sample_run):
         assert (verdicts.loc[exp_id, "verdict"] == "blocked: SRM") == t["srm_expected"], exp_id
         conv = res[(res.experiment_id == exp_id) & (res.metric == "conversion") & ~res.is_control].iloc[0]
         assert conv["n"] == pytest.approx(t["n_treatment"], abs=2)
-        if not t["srm_expected"]:
-            # planted absolute conversion lift inside the always-valid interval
-            assert conv["seq_ci_low"] < t["true_abs_lift_conversion"] < conv["seq_ci_high"], exp_id
     # the null experiment never gets a ship / do-not-ship call from the peeking-safe verdict
     assert verdicts.loc["aa_homepage_banner", "verdict"] == "inconclusive"
     real = res[(res.experiment_id == "checkout_redesign") & (res.metric == "conversion") & ~res.is_control].iloc[0]
     assert real["rel_ci_low"] < truth["checkout_redesign"]["true_rel_lift_conversion"] < real["rel_ci_high"]
     assert real["abs_lift"] > 0
     h = stage.holdout_table(engine, params).iloc[0]
-    true_inc = truth["email_520_holdout"]["true_abs_lift_conversion"] * truth["email_520_holdout"]["n_treatment"]
-    assert h["incremental_conversions_low"] < true_inc < h["incremental_conversions_high"]
     assert h["campaign_id"] == "EM_520_2026" and h["cost"] >= 0
+
+
+def test_sample_generator_planted_lifts_inside_always_valid_intervals(tmp_path):
+    """Coverage is a rate, so it is checked over five samples (seeds 42, 1-4) x the three experiments with a
+    sound split: the planted absolute conversion lift must lie inside the always-valid (sequential)
+    interval in at least 13 of 15 (nominal >= 95 %; P(<= 12 of 15) < 4 % even at exactly 95 %), and the
+    holdout's true incremental conversions inside the holdout table's interval in at least 4 of 5.
+    Measured: 14 of 15 and 4 of 5 - seed 42's holdout lands just outside both (its treatment arm
+    converted 2 standard errors above expectation organically, by chance)."""
+    covered, total, holdout_covered = 0, 0, 0
+    for seed in (42, 1, 2, 3, 4):
+        engine, params, truth = _sample_run(tmp_path / str(seed), seed)
+        res = stage.ab_results(engine, params)
+        for exp_id, t in truth.items():
+            if t["srm_expected"]:
+                continue
+            conv = res[(res.experiment_id == exp_id) & (res.metric == "conversion") & ~res.is_control].iloc[0]
+            covered += bool(conv["seq_ci_low"] < t["true_abs_lift_conversion"] < conv["seq_ci_high"])
+            total += 1
+        h = stage.holdout_table(engine, params).iloc[0]
+        true_inc = truth["email_520_holdout"]["true_abs_lift_conversion"] * truth["email_520_holdout"]["n_treatment"]
+        holdout_covered += bool(h["incremental_conversions_low"] < true_inc < h["incremental_conversions_high"])
+        engine.close()
+    assert total == 15 and covered >= 13 and holdout_covered >= 4
 
 
 def test_any_cell_writes_the_contract_table_and_context_entry(tmp_path, synthetic_factory):
