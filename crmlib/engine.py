@@ -19,12 +19,17 @@ from typing import Any, Callable, Hashable
 import ibis
 import pandas as pd
 
-from crmlib.sql import configure_duckdb
+from crmlib.sql import configure_duckdb, drop_relation
 
-__all__ = ["Engine", "TABLES_DIR", "DATABASE_FILE"]
+__all__ = ["Engine", "TABLES_DIR", "DATABASE_FILE", "PARQUET_COMPRESSION"]
 
 TABLES_DIR = "tables"
 DATABASE_FILE = "engine.duckdb"
+#: Parquet compression of the run tables. Zstandard at level 1 writes as fast as DuckDB's default
+#: (Snappy) and the files are ~45 % smaller (10M orders: 246 vs 438 MiB, same CPU to write and to read
+#: back); higher levels cost ~10 % more CPU for 2 % less. Format version 1 (the default) is kept: every
+#: Parquet reader understands it.
+PARQUET_COMPRESSION = {"compression": "zstd", "compression_level": 1}
 
 
 class Engine:
@@ -106,14 +111,14 @@ class Engine:
         """Write ``data`` as the run table ``name`` and return its path.
 
         An Ibis expression is written by DuckDB directly (streamed, never through pandas);
-        a DataFrame is written with pyarrow.
+        a DataFrame is written with pyarrow. Both compress with :data:`PARQUET_COMPRESSION`.
         """
         path = self.table_path(name)
         tmp = path.with_suffix(".parquet.tmp")
         if isinstance(data, pd.DataFrame):
-            data.to_parquet(tmp, index=False)
+            data.to_parquet(tmp, index=False, **PARQUET_COMPRESSION)
         else:
-            self.con.to_parquet(data, tmp)
+            self.con.to_parquet(data, tmp, **PARQUET_COMPRESSION)
         os.replace(tmp, path)
         return path
 
@@ -134,6 +139,17 @@ class Engine:
         Use it to stop a long expression from being recomputed by several downstream queries.
         """
         return self.con.create_table(name, expr, overwrite=True)
+
+    def scratch(self, name: str, expr: ibis.Table | pd.DataFrame) -> ibis.Table:
+        """Store ``expr`` as a temporary table ``name`` (replacing any relation of that name) and return it.
+
+        A temporary table lives in memory, spills to the run's temp directory under pressure, is never
+        written to the database file (no checkpoint) and disappears with the connection. Any old relation
+        is dropped first: Ibis' ``overwrite=True`` would build a temporary table under another name and
+        then copy it, storing every row twice.
+        """
+        drop_relation(self.con, name)
+        return self.con.create_table(name, expr, temp=True)
 
     def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """``make()`` computed once per ``key`` for this engine, so a notebook's cells share one journey

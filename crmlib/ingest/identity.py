@@ -331,7 +331,7 @@ def resolve_identities(
 def _scratch(engine: Engine, name: str, data: ibis.Table | pd.DataFrame | Any) -> ibis.Table:
     """Store ``data`` as a TEMP table of the engine's connection (in memory, spilling to the run's
     temp directory): scratch tables written to the database file cost about three times as much."""
-    return engine.con.create_table(name, data, temp=True, overwrite=True)
+    return engine.scratch(name, data)
 
 
 def _drop(engine: Engine, *names: str) -> None:

@@ -23,6 +23,8 @@ import ibis.expr.datatypes as dt
 import pandas as pd
 import phonenumbers
 
+from crmlib.sql import drop_relation
+
 __all__ = [
     "clean_text", "parse_gender", "parse_number_text", "finite_or_null", "parse_timestamp", "parse_date", "parse_number", "parse_bool", "normalize_email",
     "cn_mobile_e164", "phone_to_e164", "phone_lookup", "TIMESTAMP_FORMATS", "TRUE_WORDS", "FALSE_WORDS",
@@ -110,13 +112,20 @@ def finite_or_null(num: ibis.Value) -> ibis.Value:
 def parse_bool(col: ibis.Value, *, cleaned: bool = False) -> ibis.Value:
     """Text -> boolean (true/false, yes/no, 1/0, y/n, 是/否, opt_in/opt_out); other text -> null."""
     s = (col if cleaned else clean_text(col)).lower()
-    return ibis.cases((s.isin(TRUE_WORDS), True), (s.isin(FALSE_WORDS), False), else_=ibis.null("boolean"))
+    return ibis.cases((_one_of(s, TRUE_WORDS), True), (_one_of(s, FALSE_WORDS), False), else_=ibis.null("boolean"))
 
 
 def parse_gender(col: ibis.Value, *, cleaned: bool = False) -> ibis.Value:
     """Text -> ``'M'`` / ``'F'`` (m, male, man, 男, 先生 / f, female, woman, 女, 女士); other text -> null."""
     s = (col if cleaned else clean_text(col)).lower()
-    return ibis.cases((s.isin(MALE_WORDS), "M"), (s.isin(FEMALE_WORDS), "F"), else_=ibis.null("string"))
+    return ibis.cases((_one_of(s, MALE_WORDS), "M"), (_one_of(s, FEMALE_WORDS), "F"), else_=ibis.null("string"))
+
+
+def _one_of(s: ibis.Value, words: tuple[str, ...]) -> ibis.Value:
+    """``s`` equals one of ``words``, as a chain of comparisons: DuckDB runs ``IN (<5 or more constants>)``
+    as a join with the list, which does not keep the rows' order - and the stage numbers a file's rows by
+    the order in which its parsed rows are stored (:func:`crmlib.sql.create_numbered_table`)."""
+    return ibis.or_(*[s == w for w in words])
 
 
 def normalize_email(col: ibis.Value) -> ibis.Value:
@@ -166,12 +175,18 @@ def phone_lookup(con, phones: ibis.Value | ibis.Table, *, region: str = "CN",
     col = phones if isinstance(phones, ibis.Value) else phones[phones.columns[0]]
     distinct = col.name("raw_phone").as_table().filter(lambda t: t.raw_phone.notnull()).distinct()
     fast = distinct.mutate(phone=cn_mobile_e164(distinct.raw_phone))
-    fast = con.create_table(f"{name}_fast", fast, overwrite=True, temp=True)
+    fast = _temp_table(con, f"{name}_fast", fast)
     rest = fast.filter(fast.phone.isnull()).select("raw_phone").to_pandas()
     rest["phone"] = pd.Series([phone_to_e164(v, region) for v in rest["raw_phone"]], dtype="object")
-    slow = con.create_table(f"{name}_slow", rest.astype({"raw_phone": "string", "phone": "string"}),
-                            schema=ibis.schema({"raw_phone": "string", "phone": "string"}),
-                            overwrite=True, temp=True)
-    return con.create_table(name, fast.filter(fast.phone.notnull()).union(slow), overwrite=True, temp=True)
+    slow = _temp_table(con, f"{name}_slow", rest.astype({"raw_phone": "string", "phone": "string"}),
+                       schema=ibis.schema({"raw_phone": "string", "phone": "string"}))
+    return _temp_table(con, name, fast.filter(fast.phone.notnull()).union(slow))
+
+
+def _temp_table(con, name: str, obj, **kw) -> ibis.Table:
+    """A temporary table ``name`` replacing any relation of that name (see :meth:`crmlib.engine.Engine.scratch`:
+    dropping first saves the copy Ibis' ``overwrite=True`` makes)."""
+    drop_relation(con, name)
+    return con.create_table(name, obj, temp=True, **kw)
 
 

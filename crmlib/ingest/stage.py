@@ -35,7 +35,7 @@ import pandas as pd
 
 from crmlib.engine import Engine
 from crmlib import sql as _sql
-from crmlib.ingest.customers import build_customers, parse_tag_rule
+from crmlib.ingest.customers import build_customers, order_totals, parse_tag_rule
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.normalize import normalize_email, phone_lookup
 from crmlib.ingest.quality import check_reconciliation, source_quality
@@ -198,7 +198,9 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
         table = vs.decided(base, materialize=lambda name, expr: _scratch(engine, name, expr))
         quality[raw.name] = source_quality(vs, table, rejects)
         decided[raw.name] = (vs, table)
-        q = table.filter(table._status == "quarantined")
+        # quarantined <=> a reason: a filter on the stored column, which the engine applies before the
+        # duplicates join and on the scan itself
+        q = table.filter(table._reason.notnull())
         quarantine_parts.append(q.select(source=ibis.literal(raw.name), row_number=q._row_number,
                                          reason=q._reason, raw=q._raw))
     timings["read_validate"] = time.perf_counter() - clock
@@ -222,13 +224,16 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     id_map = _scratch(engine, "ingest_identity_map", id_map.select("source", "source_customer_id",
                                                                      "customer_key", "match_rule"))
     links = result.links_by_rule if isinstance(result.links_by_rule, pd.DataFrame) else engine.to_pandas(result.links_by_rule)
+    if not keep_scratch:  # free the memory for the fact tables
+        _sql.drop_relation(con, "ingest_identity_records")
     timings["identity"] = time.perf_counter() - clock
 
     # 3. fact tables with customer_key
     clock = time.perf_counter()
     written = []
-    facts: dict[str, ibis.Table] = {}
     stitch = _cookie_map(decided, params, id_map)
+    if stitch is not None:  # both events and touchpoints join it: build it once
+        stitch = _scratch(engine, "ingest_cookie_map", stitch)
     for kind in FACT_COLUMNS:
         parts = [_fact_rows(vs, table, params, id_map, stitch) for vs, table in decided.values()
                  if vs.raw.kind == kind]
@@ -238,18 +243,18 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
         for p in parts[1:]:
             expr = expr.union(p)
         engine.write_table(kind, expr)
-        facts[kind] = engine.table(kind)
         written.append(kind)
     timings["facts"] = time.perf_counter() - clock
 
     # 4. customers, identity map, quarantine, quality
     clock = time.perf_counter()
     tags = params.get("ingest", {}).get("tags") or {}
-    appearances = _appearances(engine, decided, params, id_map)
+    appearances, appearance_names = _appearances(engine, decided, params, id_map)
     if contacts is not None:
         contacts = contacts.join(id_map, ["source", "source_customer_id"]).select(contacts, id_map.customer_key)
-    customers = build_customers(id_map, facts["orders"], contacts, appearances, tags=tags,
-                                keep_pii=keep_pii)
+    customers = build_customers(id_map, _keyed_order_totals(engine, params, decided, id_map), contacts,
+                                appearances, tags=tags, keep_pii=keep_pii, orders_are_totals=True,
+                                source_names=appearance_names)
     engine.write_table("customers", customers)
     engine.write_table("identity_map", id_map.order_by(["source", "source_customer_id"]))
     engine.write_table("identity_links", links)
@@ -271,6 +276,8 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
             for relation in (f"decided_{name}_renumbered", f"decided_{name}", f"decided_{name}_rows",
                              f"dups_{name}", f"raw_{name}", f"ids_{name}"):
                 _sql.drop_relation(con, relation)
+        for relation in ("ingest_contacts", "ingest_identity_records", "ingest_identity_map", "ingest_cookie_map"):
+            _sql.drop_relation(con, relation)
         # Transcoded copies of source files hold raw PII: they must not outlive the stage.
         shutil.rmtree(engine.run_dir / ".ingest_tmp", ignore_errors=True)
     return IngestSummary(quality=report, n_customers=n_customers, n_records=int(result.n_records),
@@ -314,9 +321,9 @@ def _renumber_after_rejects(engine: Engine, raw: RawSource, table: ibis.Table,
 
 
 def _scratch(engine: Engine, name: str, expr: ibis.Table | pd.DataFrame) -> ibis.Table:
-    """A temporary table: in memory, spilled to the run's temp directory under pressure, never written
-    to the database file (which would cost a checkpoint per table and be dropped at the end anyway)."""
-    return engine.con.create_table(name, expr, temp=True, overwrite=True)
+    """A temporary table (:meth:`Engine.scratch`): never written to the database file, which would cost a
+    checkpoint per table that is dropped at the end anyway."""
+    return engine.scratch(name, expr)
 
 
 def _namespace(src: dict) -> str:
@@ -335,7 +342,7 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
     source's ids become bare records in their namespace (``id_source`` or the source's own name).
     Returns the records table, the contact rows for customer attributes, and invalid email/phone counts.
     """
-    contact_parts, id_parts, invalid = [], [], {}
+    contact_parts, phone_parts, id_parts, invalid = [], [], [], {}
     for priority, src in enumerate(params["sources"]):
         vs, t = decided[src["name"]]
         loaded = t.filter(t._status == "loaded")
@@ -348,6 +355,7 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
                 _priority=ibis.literal(priority) * 10_000_000_000 + first._row_number,
                 raw_email=_col(first, "email", "string"), raw_phone=_col(first, "phone", "string"),
                 **{c: _col(first, c, typ) for c, typ in _CONTACT_ATTRS}))
+            phone_parts.append(loaded.select(raw_phone=_col(loaded, "phone", "string")))
         elif "source_customer_id" in t.columns:
             id_parts.append(_distinct_ids(engine, src, t).select(source=ibis.literal(_namespace(src)),
                                                                  source_customer_id="source_customer_id"))
@@ -359,11 +367,15 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
         c = contact_parts[0]
         for p in contact_parts[1:]:
             c = c.union(p)
-        c = _scratch(engine, "ingest_contacts_raw", c)
-        lookup = phone_lookup(engine.con, c.raw_phone, region=region, name="ingest_phone_lookup")
+        # the phones of all loaded contact rows (a superset of the first rows' phones): looked up without
+        # the first-row window, so that the contact rows are stored once, with their phones
+        phones = ibis.union(*phone_parts, distinct=False)
+        lookup = phone_lookup(engine.con, phones.raw_phone, region=region, name="ingest_phone_lookup")
         c = c.left_join(lookup, c.raw_phone == lookup.raw_phone).select(c, phone=lookup.phone)
         c = c.mutate(email=normalize_email(c.raw_email))
         c = _scratch(engine, "ingest_contacts", c)
+        for name in ("ingest_phone_lookup", "ingest_phone_lookup_fast", "ingest_phone_lookup_slow"):
+            _sql.drop_relation(engine.con, name)  # stored in the contacts now
         counts = c.group_by("source").agg(
             invalid_phone=((c.raw_phone.strip() != "") & c.phone.isnull()).sum(),
             invalid_email=((c.raw_email.strip() != "") & c.email.isnull()).sum(),
@@ -377,7 +389,7 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
     if id_parts:
         ids = id_parts[0]
         for p in id_parts[1:]:
-            ids = ids.union(p)  # union = distinct
+            ids = ids.union(p, distinct=True)  # sources sharing a namespace share ids
         if rec is not None:
             ids = ids.anti_join(rec, ["source", "source_customer_id"])
         bare = ids.select("source", "source_customer_id",
@@ -388,13 +400,19 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
 
 
 def _distinct_ids(engine: Engine, src: dict, t: ibis.Table) -> ibis.Table:
-    """The distinct customer ids of a source's loaded rows, stored once (records and appearances use it)."""
+    """The distinct customer ids of a source's loaded rows, stored once (records and appearances use it).
+
+    For orders each id also gets its :func:`~crmlib.ingest.customers.order_totals`: the customers table
+    is built from them, so the orders are grouped in this same pass instead of read back from Parquet.
+    """
     name = f"ids_{src['name']}"
     try:
         return engine.con.table(name)
     except Exception:  # first use
         loaded = t.filter((t._status == "loaded") & t.source_customer_id.notnull())
-        return _scratch(engine, name, loaded.select("source_customer_id").distinct())
+        ids = (order_totals(loaded, "source_customer_id") if src["kind"] == "orders"
+               else loaded.select("source_customer_id").distinct())
+        return _scratch(engine, name, ids)
 
 
 def _keyed(t: ibis.Table, src: dict, id_map: ibis.Table) -> ibis.Table:
@@ -449,9 +467,24 @@ def _fact_rows(vs: ValidatedSource, t: ibis.Table, params: dict, id_map: ibis.Ta
     return keyed.select(**cols, row_number=keyed._row_number, extras=extra_map)
 
 
-def _appearances(engine: Engine, decided: dict, params: dict, id_map: ibis.Table) -> ibis.Table:
-    """(customer_key, source name) for every source a person has a loaded row in."""
+def _keyed_order_totals(engine: Engine, params: dict, decided: dict, id_map: ibis.Table) -> ibis.Table:
+    """Order totals per customer id of every orders source, with customer_key (several rows per key)."""
     parts = []
+    for src in params["sources"]:
+        vs, t = decided[src["name"]]
+        if src["kind"] == "orders":
+            k = _keyed(_distinct_ids(engine, src, t), src, id_map)
+            parts.append(k.select("customer_key", "first_order_ts", "last_order_ts", "orders", "revenue"))
+    return ibis.union(*parts, distinct=False)  # params require an orders source
+
+
+def _appearances(engine: Engine, decided: dict, params: dict, id_map: ibis.Table) -> tuple[ibis.Table, list[str]]:
+    """(customer_key, source name) for every source a person has a loaded row in, and the source names.
+
+    A person with several ids in one source has that pair once per id: ``build_customers`` gets the
+    names, so that each source is listed once in ``sources``.
+    """
+    parts, names = [], []
     for src in params["sources"]:
         vs, t = decided[src["name"]]
         if "source_customer_id" not in t.columns:
@@ -461,10 +494,11 @@ def _appearances(engine: Engine, decided: dict, params: dict, id_map: ibis.Table
                .select("source_customer_id").distinct())
         k = _keyed(ids, src, id_map)
         parts.append(k.filter(k.customer_key.notnull()).select("customer_key", source=ibis.literal(src["name"])))
+        names.append(src["name"])
     out = parts[0]
     for p in parts[1:]:
         out = out.union(p)
-    return out
+    return out, names
 
 
 # -- report helpers (counts only, never people) ---------------------------------------------------------

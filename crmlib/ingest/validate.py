@@ -11,7 +11,9 @@ is scanned once, by the engine. Its result has, per file row:
   ``future_timestamp:order_ts``, ``negative_cost:cost``, ``out_of_range:nps_score``,
 * ``_raw`` - the row as delimited text (quarantined rows only; name, email and phone read
   ``<redacted>`` unless ``privacy.keep_pii``),
-* ``_nulled_<column>`` flags - an *optional* value that did not parse was set to null (row kept).
+* ``_nulled_<column>`` flags - an *optional* value that did not parse was set to null (row kept),
+* ``_row_hash`` - a 64-bit hash of the row's values, for :func:`identical_rows_kept` (kinds without
+  whole-row deduplication; for orders only on rows without an ``order_id``).
 
 Rules
 -----
@@ -212,6 +214,14 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
         _raw=ibis.ifelse(p._reason.notnull(), raw_text, ibis.null("string")),
         **{f"_nulled_{c}": flag.fill_null(False) for c, flag in _rebind(nulled, p).items()},
     )
+    if kind not in DEDUP_WHOLE_ROW:
+        # identical_rows_kept looks for repeats among millions of rows: with a stored hash of each row's
+        # values it groups 8-byte integers and compares whole rows only where a hash repeats
+        row_hash = ibis.struct({c: decided[c] for c in typed}).hash()
+        key = DEDUP_BY_ID.get(kind)
+        if key in typed:  # rows with an id are never "identical rows kept"
+            row_hash = ibis.ifelse(decided[key].isnull(), row_hash, ibis.null("int64"))
+        decided = decided.mutate(_row_hash=row_hash)
     return ValidatedSource(raw=raw, base=decided, nulled_columns=list(nulled), value_columns=list(typed))
 
 
@@ -246,16 +256,22 @@ def with_status(base: ibis.Table, kind: str, *, value_columns: list[str],
                 name: str = "dups") -> ibis.Table:
     """``base`` plus ``_status``: ``quarantined`` (a reason), ``duplicate`` or ``loaded``.
 
-    Orders: the first valid row of each ``order_id`` (by file row) is kept. This is a hash aggregate
-    over (order_id, row number) whose result - only ids that occur more than once - is joined back:
-    far cheaper than a window partitioned by order_id that would sort every column of every row.
-    Contacts, experiments and surveys (whole-row repeats; smaller tables): a window over all values
-    (NULLs compare equal there, as they must for "identical rows").
+    Both kinds of duplicate are found by one pass that keeps only the repeated rows (stored with
+    ``materialize`` when given, so that every later use of the result joins a small table instead of
+    repeating the pass), then joined back:
+
+    * Orders: the first valid row of each ``order_id`` (by file row) is kept. A hash aggregate over
+      (order_id, row number) keeps only the ids that occur more than once: far cheaper than a window
+      partitioned by order_id that would sort every column of every row. (Grouping the ids' 64-bit
+      hashes first and only the candidates exactly saved just 5 % of this pass on 10M orders.)
+    * Contacts, experiments and surveys (whole-row repeats; smaller tables): a window over all values
+      of the valid rows (NULLs compare equal there, as they must for "identical rows") numbers the
+      repeats; their row numbers are the result.
     """
     ok = base._reason.isnull()
     if kind in DEDUP_BY_ID and DEDUP_BY_ID[kind] in base.columns:
         key = DEDUP_BY_ID[kind]
-        valid = base.filter(base._reason.isnull() & base[key].notnull())
+        valid = base.filter(ok & base[key].notnull())
         firsts = (valid.group_by(_k=valid[key])
                   .agg(_first=valid._row_number.min(), _n=ibis._.count())
                   .filter(ibis._._n > 1)
@@ -267,24 +283,37 @@ def with_status(base: ibis.Table, kind: str, *, value_columns: list[str],
         status = ibis.cases((joined._reason.notnull(), "quarantined"), (dup, "duplicate"), else_="loaded")
         return joined.mutate(_status=status).drop("_k", "_first")
     if kind in DEDUP_WHOLE_ROW:
-        rank = ibis.row_number().over(group_by=[ok, *[base[c] for c in value_columns]],
-                                      order_by=base._row_number)
-        dup = ok & (rank > 0)
-    else:
-        dup = ibis.literal(False)
-    return base.mutate(_status=ibis.cases((~ok, "quarantined"), (dup, "duplicate"), else_="loaded"))
+        valid = base.filter(ok)
+        rank = ibis.row_number().over(group_by=[valid[c] for c in value_columns], order_by=valid._row_number)
+        ranked = valid.select(_dup_row=valid._row_number, _rank=rank)
+        repeats = ranked.filter(ranked._rank > 0).select("_dup_row")
+        if materialize is not None:
+            repeats = materialize(name, repeats)
+        joined = base.left_join(repeats, base._row_number == repeats._dup_row)
+        status = ibis.cases((joined._reason.notnull(), "quarantined"), (joined._dup_row.notnull(), "duplicate"),
+                            else_="loaded")
+        return joined.mutate(_status=status).drop("_dup_row")
+    return base.mutate(_status=ibis.cases((~ok, "quarantined"), else_="loaded"))
 
 
 def identical_rows_kept(t: ibis.Table, kind: str, value_columns: list[str]) -> ibis.Value:
     """How many loaded rows repeat an earlier identical loaded row without having an id (kept, counted).
 
     Orders: rows without ``order_id``; events, touchpoints, spend: all rows. 0 for other kinds.
+    With the ``_row_hash`` of :func:`validate_source` (a hash of ``value_columns``), the rows are first
+    grouped by hash and only rows whose hash repeats are compared column by column (exact: a hash
+    collision alone counts nothing). Grouping tens of millions of rows by every column needs far more
+    memory and about three times the time.
     """
     if kind in DEDUP_WHOLE_ROW:
         return ibis.literal(0)
+    if kind in DEDUP_BY_ID and DEDUP_BY_ID[kind] in t.columns:
+        # the id test first: the engine applies it on the scan, before the duplicates join behind _status
+        t = t.filter(t[DEDUP_BY_ID[kind]].isnull())
+    if "_row_hash" in t.columns:
+        hashes = t.filter(t._status == "loaded").select("_row_hash")
+        repeated = hashes.group_by("_row_hash").agg(_n=ibis._.count()).filter(ibis._._n > 1)
+        t = t.filter(t._row_hash.isin(repeated._row_hash))
     rows = t.filter(t._status == "loaded")
-    if kind in DEDUP_BY_ID:
-        if DEDUP_BY_ID[kind] in t.columns:
-            rows = rows.filter(rows[DEDUP_BY_ID[kind]].isnull())
     groups = rows.group_by(value_columns).agg(n=rows.count())
     return (groups.n - 1).sum().fill_null(0)

@@ -8,7 +8,7 @@ import ibis
 import pandas as pd
 import pytest
 
-from crmlib.ingest.customers import TagRuleError, build_customers, parse_tag_rule, tag_array
+from crmlib.ingest.customers import TagRuleError, build_customers, order_totals, parse_tag_rule, tag_array
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,18 @@ def test_build_customers_hand_computed(con):
     with_pii = con.execute(build_customers(identity_map, orders, contacts, appearances, keep_pii=True))
     assert {"name", "email", "phone"} <= set(with_pii.columns)
     assert str(con.execute(expr.select("orders")).dtypes["orders"]) == "int64"
+    # a person with two ids in one source appears twice there; listed once either way
+    twice = appearances.union(ibis.memtable({"customer_key": ["k1"], "source": ["crm"]}))
+    for names in (None, ["orders", "crm", "cards"]):
+        got = con.execute(build_customers(identity_map, orders, None, twice, source_names=names))
+        assert list(got.set_index("customer_key").loc["k1", "sources"]) == ["cards", "crm", "orders"]
+    # the stage's way: order totals (here split so that k1 has two rows to combine) and known source names
+    split = order_totals(orders.filter(orders.amount < 200)).union(order_totals(orders.filter(orders.amount >= 200)))
+    for combined in (order_totals(orders), split):
+        alt = con.execute(build_customers(identity_map, combined, contacts, appearances, tags={"big": "revenue >= 300"},
+                                          orders_are_totals=True, source_names=["orders", "crm", "cards", "web"]))
+        alt = alt.set_index("customer_key").loc[df.index]
+        assert str(alt.orders.dtype) == "int64"
+        pd.testing.assert_frame_equal(alt.drop(columns=["sources", "tags"]), df.drop(columns=["sources", "tags"]))
+        assert [list(x) for x in alt.sources] == [list(x) for x in df.sources]
+        assert [list(x) for x in alt.tags] == [list(x) for x in df.tags]

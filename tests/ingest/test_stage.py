@@ -13,6 +13,10 @@ from crmlib.ingest import stage
 from crmlib.ingest._testing import NOW, stand_in_resolver, write_fixture
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.stage import DEFAULT_SALT, ingest, run_ingest
+from crmlib.ingest.readers import read_source
+from crmlib.ingest.validate import validate_source
+from crmlib.params import validate_params
+from crmlib import sql as _sql
 
 CONTRACT = {
     "orders": ["customer_key", "source", "source_customer_id", "order_id", "order_ts", "amount", "currency",
@@ -164,6 +168,55 @@ def test_identity_records_built_from_every_kind(tmp_path):
     assert pd.isna(rec.loc[("crm", "C3"), "email"]) and pd.isna(rec.loc[("crm", "C3"), "phone"])
     assert rec.loc[("crm", "C1"), "linked_ids"] == "cards:K1"
     assert list(rec.columns[:7]) == ["name", "email", "phone", "gender", "birth_date", "city", "linked_ids"]
+
+
+def test_sources_sharing_a_namespace_share_bare_records(tmp_path):
+    # X9 is in neither contacts file but in both orders files filed under crm ids: one record, one person
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "crm.csv").write_text("customer_id,email\nC1,a@x.com\n", encoding="utf-8")
+    (d / "web.csv").write_text("order_id,customer_id,order_ts,amount\nO1,C1,2026-01-01,10\nO2,X9,2026-01-02,20\n",
+                               encoding="utf-8")
+    (d / "pos.csv").write_text("order_id,customer_id,order_ts,amount\nP1,X9,2026-01-03,30\n", encoding="utf-8")
+    ids = {"customer_id": "source_customer_id"}
+    params = validate_params({
+        "run": {"name": "ns", "timezone": "Asia/Shanghai", "output_dir": str(tmp_path)},
+        "sources": [{"name": "crm", "kind": "contacts", "path": str(d / "crm.csv"), "columns": ids},
+                    {"name": "web", "kind": "orders", "path": str(d / "web.csv"), "id_source": "crm", "columns": ids},
+                    {"name": "pos", "kind": "orders", "path": str(d / "pos.csv"), "id_source": "crm", "columns": ids}],
+        "ingest": {"identity": {"method": "deterministic"}}}, tmp_path)
+    with Engine(tmp_path / "run") as eng:
+        summary = ingest(eng, params, now=NOW)
+        customers = eng.to_pandas(eng.table("customers")).set_index("orders").sort_index()
+        assert not eng.con.list_tables(like="^(decided|ids|dups)_")  # scratch dropped
+    assert summary.n_customers == 2 and summary.n_records == 2
+    assert customers.revenue.tolist() == [10.0, 50.0]
+    assert [list(s) for s in customers.sources] == [["crm", "web"], ["pos", "web"]]
+
+
+def test_row_numbers_of_a_big_file_read_in_parallel(tmp_path):
+    # 1M contact lines (~10 MB: several CSV buffers, read by every thread); parsing the gender compares with
+    # a word list, which DuckDB would run as a join that shuffles rows - every row must keep its number
+    path = tmp_path / "contacts.csv"
+    path.write_text("customer_id,gender\n" + "".join(f"C{i},{'M' if i % 3 else '女'}\n" for i in range(1, 1_000_001)),
+                    encoding="utf-8")
+    with Engine(tmp_path / "run", database=":memory:") as eng:
+        raw = read_source(eng, {"name": "c", "kind": "contacts", "path": str(path),
+                                "columns": {"customer_id": "source_customer_id"}})
+        vs = validate_source(raw, timezone="Asia/Shanghai", currency="CNY", now_local=NOW.replace(tzinfo=None))
+        t = stage._materialize_scan(eng, raw, vs)
+        wrong = t.filter(t.source_customer_id != "C" + t._row_number.cast("string"))
+        assert t.count().execute() == 1_000_000 and wrong.count().execute() == 0
+        assert eng.con.raw_sql("SELECT current_setting('disabled_optimizers')").fetchone()[0] == ""
+        with pytest.raises(RuntimeError, match="HASH_GROUP_BY"):
+            _sql.create_numbered_table(eng.con, "grouped", "SELECT gender, count(*) AS n FROM raw_c GROUP BY 1")
+
+
+def test_engine_scratch_replaces_a_relation(tmp_path):
+    with Engine(tmp_path / "run", database=":memory:") as eng:
+        eng.con.raw_sql("CREATE VIEW s AS SELECT 1 AS x")
+        assert eng.scratch("s", ibis.memtable({"y": [1, 2]})).count().execute() == 2
+        assert eng.scratch("s", ibis.memtable({"z": ["a"]})).columns == ("z",)
 
 
 def test_report_helpers(run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import ibis
 import pandas as pd
 import pytest
 
@@ -81,12 +82,39 @@ def test_identical_rows_without_id_are_kept_and_counted(engine, tmp_path):
     assert (df["_status"] == "loaded").all()
     value_cols = [c for c in t.columns if not c.startswith("_")]
     assert int(identical_rows_kept(t, "orders", value_cols).execute()) == 2  # two repeats of the first row
+    # the stored row hash only narrows the search: without it, or with every hash colliding, the same count
+    assert int(identical_rows_kept(t.drop("_row_hash"), "orders", value_cols).execute()) == 2
+    collide = t.mutate(_row_hash=ibis.literal(7, type="int64"))
+    assert int(identical_rows_kept(collide, "orders", value_cols).execute()) == 2
+
+
+def test_identical_rows_of_a_kind_without_id(engine, tmp_path):
+    text = ("event_ts,event_type,anonymous_id,page\n"
+            "2026-05-01 10:00,view,A1,/\n2026-05-01 10:00,view,A1,/\n2026-05-01 10:00,view,A1,\n"
+            "2026-05-01 10:00,view,A1,\n2026-05-01 10:00,view,A1,\n2026-05-01 10:01,view,A1,/\n")
+    _, t, df = _decide(engine, tmp_path, text, kind="events")
+    assert (df["_status"] == "loaded").all() and df["_row_hash"].notna().all()
+    value_cols = [c for c in t.columns if not c.startswith("_")]
+    assert int(identical_rows_kept(t, "events", value_cols).execute()) == 3  # NULL pages compare equal
 
 
 def test_contacts_exact_repeat_dropped_but_same_id_other_content_kept(engine, tmp_path):
     text = ("source_customer_id,name,email\nC1,Wang,w@x.com\nC1,Wang,w@x.com\nC1,Wang,w2@x.com\n")
     _, _, df = _decide(engine, tmp_path, text, kind="contacts")
     assert df["_status"].tolist() == ["loaded", "duplicate", "loaded"]
+
+
+def test_whole_row_repeats_stored_once(engine, tmp_path):
+    text = ("source_customer_id,name,email\nC1,Wang,\n,Nobody,n@x.com\nC1,Wang,\n,Nobody,n@x.com\n"
+            "C2,Li,l@x.com\nC1,Wang,\n")
+    vs, t, df = _decide(engine, tmp_path, text, kind="contacts")
+    expected = ["loaded", "quarantined", "duplicate", "quarantined", "loaded", "duplicate"]
+    assert df["_status"].tolist() == expected  # quarantined repeats stay quarantined
+    # as the stage does it: the stored rows, and the repeats' row numbers stored once
+    base = engine.scratch("base_contacts", t.drop("_status"))
+    stored = vs.decided(base, materialize=lambda name, expr: engine.scratch(name, expr))
+    assert engine.to_pandas(stored.order_by("_row_number"))["_status"].tolist() == expected
+    assert sorted(engine.to_pandas(engine.con.table("dups_contacts"))["_dup_row"]) == [3, 6]
 
 
 def test_optional_bad_values_are_nulled_and_flagged(engine, tmp_path):
