@@ -807,12 +807,20 @@ def _simulate_marketing(n: int, rec: dict, purch: dict, rng: np.random.Generator
             "t_j": t_j, "t_c": t_c, "t_ts": t_ts, "ch_names": ch_names}
 
 
+# touches are held as integer codes into these lists (tens of millions of rows at 1M customers: object
+# arrays of strings would cost 8 bytes a row per column, and every sort would copy them)
+TOUCH_TYPES = ["click", "impression", "send", "open"]
+_TT = {t: i for i, t in enumerate(TOUCH_TYPES)}
+_CAMPAIGN_CODE = {c: i for i, c in enumerate(CAMPAIGNS)}
+
+
 def _touch_details(t_c: np.ndarray, t_ts: np.ndarray, ch_names: list[str], n_days: int,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """campaign_id, touch_type, cost for each touch (campaign drawn among the active ones)."""
+    """campaign code (into ``CAMPAIGNS``), touch-type code (into :data:`TOUCH_TYPES`), cost for each touch
+    (campaign drawn among the active ones)."""
     k = len(t_c)
-    campaign = np.empty(k, dtype=object)
-    ttype = np.empty(k, dtype=object)
+    campaign = np.full(k, -1, dtype=np.int16)
+    ttype = np.full(k, -1, dtype=np.int8)
     cost = np.full(k, np.nan)
     day = np.clip((t_ts - _EPOCH_START) // DAY, 0, n_days - 1)
     for ci, ch in enumerate(ch_names):
@@ -823,27 +831,27 @@ def _touch_details(t_c: np.ndarray, t_ts: np.ndarray, ch_names: list[str], n_day
         w = mat[day[idx]]
         cw = np.cumsum(w, axis=1) / w.sum(axis=1, keepdims=True)
         pick = (rng.random(len(idx))[:, None] > cw).sum(axis=1)
-        campaign[idx] = np.asarray(names, dtype=object)[np.minimum(pick, len(names) - 1)]
+        campaign[idx] = np.array([_CAMPAIGN_CODE[c] for c in names], np.int16)[np.minimum(pick, len(names) - 1)]
         r = rng.random(len(idx))
         if ch == "paid_search":
-            ttype[idx] = "click"
+            ttype[idx] = _TT["click"]
             cost[idx] = np.round(2.5 * rng.lognormal(0, 0.3, len(idx)), 2)
         elif ch in ("social", "display"):
             click_share = 0.4 if ch == "social" else 0.2
             click = r < click_share
-            ttype[idx] = np.where(click, "click", "impression")
+            ttype[idx] = np.where(click, _TT["click"], _TT["impression"])
             cpc = 1.2 if ch == "social" else 0.8
             cost[idx] = np.where(click, np.round(cpc * rng.lognormal(0, 0.3, len(idx)), 2), np.nan)
         elif ch == "affiliate":
-            ttype[idx] = "click"
+            ttype[idx] = _TT["click"]
             cost[idx] = np.round(0.5 * rng.lognormal(0, 0.2, len(idx)), 2)
         elif ch == "email":
-            ttype[idx] = np.select([r < 0.5, r < 0.85], ["send", "open"], "click")
+            ttype[idx] = np.select([r < 0.5, r < 0.85], [_TT["send"], _TT["open"]], _TT["click"])
         elif ch == "sms":
-            ttype[idx] = "send"
+            ttype[idx] = _TT["send"]
             cost[idx] = 0.05
         else:
-            ttype[idx] = np.where(r < 0.6, "send", "open")
+            ttype[idx] = np.where(r < 0.6, _TT["send"], _TT["open"])
             cost[idx] = 0.0
     return campaign, ttype, cost
 
@@ -1063,7 +1071,7 @@ def _write_touchpoints(out: Path, rec: dict, mk: dict, exp: dict, rng: np.random
     t_c, t_ts = mk["t_c"], mk["t_ts"]
     t_person = mk["j_person"][mk["t_j"]]
     campaign, ttype, cost = _touch_details(t_c, t_ts, ch_names, mk["n_days"], rng)
-    t_channel = np.asarray(ch_names, dtype=object)[t_c]
+    t_channel = t_c.astype(np.int8)  # code into ch_names
     t_journey = mk["t_j"].astype(np.int64)
 
     # holdout campaign: only the treatment arm gets the sends (and some opens / clicks)
@@ -1076,17 +1084,17 @@ def _write_touchpoints(out: Path, rec: dict, mk: dict, exp: dict, rng: np.random
         hp = np.r_[tu, tu[opened], tu[clicked]]
         hts = np.r_[ta + 60, ta[opened] + rng.integers(600, 2 * DAY, opened.sum()),
                     ta[clicked] + rng.integers(2 * DAY, 3 * DAY, clicked.sum())]
-        htype = np.r_[np.full(len(tu), "send", dtype=object), np.full(opened.sum(), "open", dtype=object),
-                      np.full(clicked.sum(), "click", dtype=object)]
+        htype = np.r_[np.full(len(tu), _TT["send"], np.int8), np.full(opened.sum(), _TT["open"], np.int8),
+                      np.full(clicked.sum(), _TT["click"], np.int8)]
         t_person = np.r_[t_person, hp]
         t_ts = np.r_[t_ts, hts]
-        t_channel = np.r_[t_channel, np.full(len(hp), e["holdout"]["channel"], dtype=object)]
-        campaign = np.r_[campaign, np.full(len(hp), e["holdout"]["campaign_id"], dtype=object)]
+        t_channel = np.r_[t_channel, np.full(len(hp), ch_names.index(e["holdout"]["channel"]), np.int8)]
+        campaign = np.r_[campaign, np.full(len(hp), _CAMPAIGN_CODE[e["holdout"]["campaign_id"]], np.int16)]
         ttype = np.r_[ttype, htype]
         cost = np.r_[cost, np.full(len(hp), np.nan)]
         t_journey = np.r_[t_journey, np.full(len(hp), -1)]
 
-    paid = np.isin(t_channel, [c for c, v in CHANNELS.items() if v["paid"]])
+    paid = np.isin(t_channel, [ch_names.index(c) for c, v in CHANNELS.items() if v["paid"]])
     anonymous = paid & (rng.random(len(t_ts)) < 0.45)
     t_cookie = cookie_of(t_person)
     order = np.argsort(t_ts, kind="stable")
@@ -1094,15 +1102,18 @@ def _write_touchpoints(out: Path, rec: dict, mk: dict, exp: dict, rng: np.random
         x[order] for x in (t_person, t_ts, t_channel, campaign, ttype, cost, anonymous, t_cookie, t_journey))
     v_sid = rec["sid_pa"]
     v_ck = pa.array(ck_id, pa.string())
+    v_channel = pa.array(ch_names, pa.string())
+    v_campaign = pa.array(list(CAMPAIGNS), pa.string())
+    v_type = pa.array(TOUCH_TYPES, pa.string())
 
     def build(sl: slice) -> pa.Table:
         anon = anonymous[sl]
         acct = rec["eshop_of"][t_person[sl]]
         return pa.table({
             "touch_ts": _fmt_ts(t_ts[sl], "%Y-%m-%d %H:%M:%S"),
-            "channel": pa.array(t_channel[sl], pa.string()),
-            "campaign_id": pa.array(campaign[sl], pa.string()),
-            "touch_type": pa.array(ttype[sl], pa.string()),
+            "channel": v_channel.take(pa.array(t_channel[sl])),
+            "campaign_id": v_campaign.take(pa.array(campaign[sl], mask=campaign[sl] < 0)),
+            "touch_type": v_type.take(pa.array(ttype[sl])),
             "cost": pa.array(cost[sl], pa.float64(), from_pandas=True),
             "source_customer_id": v_sid.take(pa.array(acct, mask=anon)),
             "anonymous_id": v_ck.take(pa.array(t_cookie[sl], mask=~anon)),
@@ -1128,7 +1139,6 @@ def _write_events(out: Path, truth_dir: Path, people: dict, rec: dict, tp: dict,
     cookie_of = tp["cookie_of"]
     ck_id, ck_person, ck_device = tp["ck_id"], tp["ck_person"], tp["ck_device"]
     camp_names = list(CAMPAIGNS)
-    camp_code = {c: i for i, c in enumerate(camp_names)}
     # columns: ts, event type, account record (-1: not logged in), cookie, page code, sku,
     # campaign code (-1: no utm), session
     parts: list[tuple] = []
@@ -1164,12 +1174,12 @@ def _write_events(out: Path, truth_dir: Path, people: dict, rec: dict, tp: dict,
     add(end, 5, acct, cookie, 4, 0, -1, sess)
 
     # 2) landing sessions from clicks (utm tagged); e-mail / sms / push links carry the user id
-    clicks = np.flatnonzero((tp["type"] == "click") & (rng.random(len(tp["ts"])) < 0.6))
+    clicks = np.flatnonzero((tp["type"] == _TT["click"]) & (rng.random(len(tp["ts"])) < 0.6))
     k2 = len(clicks)
     person2 = tp["person"][clicks]
     cookie2 = tp["cookie"][clicks]
-    camp2 = pd.Series(tp["campaign"][clicks], dtype=object).map(camp_code).to_numpy(np.int16)
-    owned = ~np.isin(tp["channel"][clicks], [c for c, v in CHANNELS.items() if v["paid"]])
+    camp2 = tp["campaign"][clicks].astype(np.int16)  # the same codes: positions in CAMPAIGNS
+    owned = ~np.isin(tp["channel"][clicks], [list(CHANNELS).index(c) for c, v in CHANNELS.items() if v["paid"]])
     acct2 = np.where(owned, rec["eshop_of"][person2], -1)
     start2 = tp["ts"][clicks] + rng.integers(2, 30, k2)
     sess2 = n_sessions + np.arange(k2)
@@ -1274,11 +1284,11 @@ def _write_spend(out: Path, mk: dict, tp: dict, paths: dict, rows: dict,
             impressions = np.zeros_like(mat)
             clicks = np.zeros_like(mat)
             for j, cid in enumerate(names):
-                hit = tp["campaign"] == cid
+                hit = tp["campaign"] == _CAMPAIGN_CODE[cid]
                 d = day_of_touch[hit]
-                sends = np.bincount(d[tp["type"][hit] == "send"], minlength=n_days)[:n_days]
+                sends = np.bincount(d[tp["type"][hit] == _TT["send"]], minlength=n_days)[:n_days]
                 impressions[:, j] = sends
-                clicks[:, j] = np.bincount(d[tp["type"][hit] == "click"], minlength=n_days)[:n_days]
+                clicks[:, j] = np.bincount(d[tp["type"][hit] == _TT["click"]], minlength=n_days)[:n_days]
                 cost[:, j] = np.round(sends * c["cost_per_send"], 2)
             active = impressions > 0
         dd, jj = np.nonzero(active)
