@@ -21,7 +21,7 @@ import pandas as pd
 
 from crmlib.sql import configure_duckdb, drop_relation
 
-__all__ = ["Engine", "TABLES_DIR", "DATABASE_FILE", "PARQUET_COMPRESSION"]
+__all__ = ["Engine", "TABLES_DIR", "DATABASE_FILE", "PARQUET_COMPRESSION", "replace_temp_table"]
 
 TABLES_DIR = "tables"
 DATABASE_FILE = "engine.duckdb"
@@ -140,16 +140,10 @@ class Engine:
         """
         return self.con.create_table(name, expr, overwrite=True)
 
-    def scratch(self, name: str, expr: ibis.Table | pd.DataFrame) -> ibis.Table:
-        """Store ``expr`` as a temporary table ``name`` (replacing any relation of that name) and return it.
-
-        A temporary table lives in memory, spills to the run's temp directory under pressure, is never
-        written to the database file (no checkpoint) and disappears with the connection. Any old relation
-        is dropped first: Ibis' ``overwrite=True`` would build a temporary table under another name and
-        then copy it, storing every row twice.
-        """
-        drop_relation(self.con, name)
-        return self.con.create_table(name, expr, temp=True)
+    def scratch(self, name: str, expr: ibis.Table | pd.DataFrame, **kwargs: Any) -> ibis.Table:
+        """Store ``expr`` as a temporary table ``name`` (replacing any relation of that name) and return it;
+        see :func:`replace_temp_table`."""
+        return replace_temp_table(self.con, name, expr, **kwargs)
 
     def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """``make()`` computed once per ``key`` for this engine, so a notebook's cells share one journey
@@ -176,6 +170,18 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def replace_temp_table(con: Any, name: str, obj: Any, **kwargs: Any) -> ibis.Table:
+    """Store ``obj`` (an Ibis expression or a DataFrame) as the temporary table ``name`` of ``con``.
+
+    A temporary table lives in memory, spills to the run's temp directory under pressure, is never
+    written to the database file (no checkpoint) and disappears with the connection. Any old relation
+    of that name is dropped first: Ibis' ``overwrite=True`` would build a temporary table under another
+    name and then copy it, storing every row twice. ``kwargs`` go to ``create_table`` (e.g. ``schema``).
+    """
+    drop_relation(con, name)
+    return con.create_table(name, obj, temp=True, **kwargs)
 
 
 def _json_default(obj: Any) -> Any:

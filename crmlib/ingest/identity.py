@@ -201,9 +201,9 @@ def resolve_identities(
 
     clock = time.perf_counter()
     keys = _identity_keys(recs, with_name_dob=method == "splink" and block_on_name_birth_date)
-    keys = _scratch(engine, f"{_SCRATCH}keys", keys.mutate(n=_.count().over(group_by=[keys.kind, keys.value])))
-    oversized = _scratch(
-        engine, f"{_SCRATCH}oversized", keys.filter(keys.n > max_key_records).select("kind", "value", "n").distinct()
+    keys = engine.scratch(f"{_SCRATCH}keys", keys.mutate(n=_.count().over(group_by=[keys.kind, keys.value])))
+    oversized = engine.scratch(
+        f"{_SCRATCH}oversized", keys.filter(keys.n > max_key_records).select("kind", "value", "n").distinct()
     )
     skipped = engine.to_pandas(
         oversized.group_by("kind").agg(keys=_.count(), records=_.n.sum().cast("int64")).order_by("kind")
@@ -212,8 +212,7 @@ def resolve_identities(
     left, right = kept.view(), kept.view()
     joined = left.join(right, [left.kind == right.kind, left.value == right.value, left.rid < right.rid])
     pair_rows = joined.select(rid_l=left.rid, rid_r=right.rid, kind=left.kind)
-    pairs = _scratch(
-        engine,
+    pairs = engine.scratch(
         f"{_SCRATCH}pairs",
         pair_rows.group_by(["rid_l", "rid_r"]).agg(
             **{f"by_{k}": (_.kind == k).any() for k in _KEY_KINDS}
@@ -254,7 +253,7 @@ def resolve_identities(
             rule=ibis.cases((judged.by_linked_id, "linked_id"), else_="splink:" + judged.evidence),
             scored=~judged.by_linked_id,
         )
-    judged = _scratch(engine, f"{_SCRATCH}judged", judged)
+    judged = engine.scratch(f"{_SCRATCH}judged", judged)
     if not keep_scratch:
         _drop(engine, "pairs", "scores", "oversized")
 
@@ -287,7 +286,7 @@ def resolve_identities(
     linked = np.flatnonzero(rule_of_record != "singleton")
     assignment = pd.DataFrame({"rid": linked.astype(np.int64), "root": root[linked],
                                "match_rule": pd.Categorical(rule_of_record[linked], categories=list(RULES))})
-    assigned = _scratch(engine, f"{_SCRATCH}assignment", assignment)
+    assigned = engine.scratch(f"{_SCRATCH}assignment", assignment)
     with_keys = recs.left_join(assigned, recs.rid == assigned.rid).select(
         recs.source, recs.source_customer_id, recs.record_key,
         root=assigned.root.fill_null(recs.rid),
@@ -299,7 +298,7 @@ def resolve_identities(
         "source", "source_customer_id", customer_key=customer_key, match_rule=with_keys.match_rule
     )
     # A fresh name per call: a result stays valid when resolve_identities runs again on the engine.
-    identity_map = _scratch(engine, f"{_SCRATCH}map_{uuid.uuid4().hex[:12]}", identity_map)
+    identity_map = engine.scratch(f"{_SCRATCH}map_{uuid.uuid4().hex[:12]}", identity_map)
     n_customers = int(identity_map.customer_key.nunique().to_pyarrow().as_py())
     timings["keys"] = time.perf_counter() - clock
 
@@ -326,12 +325,6 @@ def resolve_identities(
 
 
 # -- blocking ---------------------------------------------------------------------------------------
-
-
-def _scratch(engine: Engine, name: str, data: ibis.Table | pd.DataFrame | Any) -> ibis.Table:
-    """Store ``data`` as a TEMP table of the engine's connection (in memory, spilling to the run's
-    temp directory): scratch tables written to the database file cost about three times as much."""
-    return engine.scratch(name, data)
 
 
 def _drop(engine: Engine, *names: str) -> None:
@@ -363,7 +356,7 @@ def _prepare_records(engine: Engine, records: ibis.Table | pd.DataFrame) -> tupl
     # numbering the two key columns alone and joining back is cheaper than a window over all columns.
     ids = base.select("source", "source_customer_id")
     ids = ids.mutate(rid=ibis.row_number().over(order_by=[ids.source, ids.source_customer_id]))
-    recs = _scratch(engine, f"{_SCRATCH}records", base.join(ids, ["source", "source_customer_id"]))
+    recs = engine.scratch(f"{_SCRATCH}records", base.join(ids, ["source", "source_customer_id"]))
     counts = recs.aggregate(n=_.count(), distinct=_.record_key.nunique()).to_pyarrow().to_pylist()[0]
     if counts["n"] != counts["distinct"]:
         raise ValueError("records must hold one row per (source, source_customer_id); duplicates found")
@@ -530,7 +523,7 @@ def _splink_scores(
     if n_pairs == 0:
         empty = pd.DataFrame({"rid_l": pd.Series([], dtype="int64"), "rid_r": pd.Series([], dtype="int64"),
                               "match_probability": pd.Series([], dtype="float64")})
-        return _scratch(engine, f"{_SCRATCH}scores", empty), None, None, {}
+        return engine.scratch(f"{_SCRATCH}scores", empty), None, None, {}
 
     from crmlib.ingest._identity_em import fit_fellegi_sunter
     from crmlib.ingest._identity_splink import PRIOR_M, PRIOR_U, comparison_vectors
@@ -561,8 +554,7 @@ def _splink_scores(
     )
     raw = ibis.memtable(vectors_arrow)
     gammas = {f"gamma_{k}": raw[f"gamma_{k}"].cast("int8") for k in n_levels}
-    vectors = _scratch(
-        engine,
+    vectors = engine.scratch(
         f"{_SCRATCH}vectors",
         raw.select(rid_l=raw.unique_id_l.cast("int64"), rid_r=raw.unique_id_r.cast("int64"), **gammas),
     )
@@ -572,9 +564,8 @@ def _splink_scores(
     fit = fit_fellegi_sunter(patterns, n_levels, prior_m=PRIOR_M, prior_u=PRIOR_U)
     patterns["match_probability"] = fit.match_probability(patterns)
     patterns.columns = [f"gamma_{c}" if c in n_levels else c for c in patterns.columns]
-    posterior = _scratch(engine, f"{_SCRATCH}posterior", patterns.drop(columns="n"))
-    scored = _scratch(
-        engine,
+    posterior = engine.scratch(f"{_SCRATCH}posterior", patterns.drop(columns="n"))
+    scored = engine.scratch(
         f"{_SCRATCH}scores",
         vectors.join(posterior, gamma_cols).select("rid_l", "rid_r", "match_probability"),
     )

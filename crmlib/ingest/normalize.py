@@ -23,7 +23,7 @@ import ibis.expr.datatypes as dt
 import pandas as pd
 import phonenumbers
 
-from crmlib.sql import drop_relation
+from crmlib.engine import replace_temp_table
 
 __all__ = [
     "clean_text", "parse_gender", "parse_number_text", "finite_or_null", "parse_timestamp", "parse_date", "parse_number", "parse_bool", "normalize_email",
@@ -175,18 +175,11 @@ def phone_lookup(con, phones: ibis.Value | ibis.Table, *, region: str = "CN",
     col = phones if isinstance(phones, ibis.Value) else phones[phones.columns[0]]
     distinct = col.name("raw_phone").as_table().filter(lambda t: t.raw_phone.notnull()).distinct()
     fast = distinct.mutate(phone=cn_mobile_e164(distinct.raw_phone))
-    fast = _temp_table(con, f"{name}_fast", fast)
+    fast = replace_temp_table(con, f"{name}_fast", fast)
     rest = fast.filter(fast.phone.isnull()).select("raw_phone").to_pandas()
     rest["phone"] = pd.Series([phone_to_e164(v, region) for v in rest["raw_phone"]], dtype="object")
-    slow = _temp_table(con, f"{name}_slow", rest.astype({"raw_phone": "string", "phone": "string"}),
+    slow = replace_temp_table(con, f"{name}_slow", rest.astype({"raw_phone": "string", "phone": "string"}),
                        schema=ibis.schema({"raw_phone": "string", "phone": "string"}))
-    return _temp_table(con, name, fast.filter(fast.phone.notnull()).union(slow))
-
-
-def _temp_table(con, name: str, obj, **kw) -> ibis.Table:
-    """A temporary table ``name`` replacing any relation of that name (see :meth:`crmlib.engine.Engine.scratch`:
-    dropping first saves the copy Ibis' ``overwrite=True`` makes)."""
-    drop_relation(con, name)
-    return con.create_table(name, obj, temp=True, **kw)
+    return replace_temp_table(con, name, fast.filter(fast.phone.notnull()).union(slow))
 
 

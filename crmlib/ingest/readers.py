@@ -167,8 +167,7 @@ def read_source(engine: Engine, source: dict, *, scratch_dir: str | Path | None 
         frame.columns = [mapping[h] for h in header]
         frame = frame.astype(object).where(frame.notna(), None)
         frame.insert(0, "_row_number", range(1, len(frame) + 1))
-        _sql.drop_relation(engine.con, view)
-        table = engine.con.create_table(view, frame, overwrite=True, temp=True)
+        table = engine.scratch(view, frame)
         if len(frame) == 0:
             raise IngestError("the sheet has a header but no data rows", source=name, path=str(path),
                               hint="check `sheet:` or export the data again")

@@ -195,7 +195,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
                 "source": raw.name, "row_number": [r[0] for r in rejects], "reason": [r[1] for r in rejects],
                 "raw": [r[2] if keep_pii or raw.kind != "contacts" else "<redacted: malformed contacts line>"
                         for r in rejects]}).astype({"row_number": "int64"})))
-        table = vs.decided(base, materialize=lambda name, expr: _scratch(engine, name, expr))
+        table = vs.decided(base, materialize=engine.scratch)
         quality[raw.name] = source_quality(vs, table, rejects)
         decided[raw.name] = (vs, table)
         # quarantined <=> a reason: a filter on the stored column, which the engine applies before the
@@ -221,7 +221,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     result = resolve(engine, records, method=ident.get("method", "splink"),
                      match_threshold=float(ident.get("match_threshold", 0.5)), salt=salt)
     id_map = result.identity_map
-    id_map = _scratch(engine, "ingest_identity_map", id_map.select("source", "source_customer_id",
+    id_map = engine.scratch("ingest_identity_map", id_map.select("source", "source_customer_id",
                                                                      "customer_key", "match_rule"))
     links = result.links_by_rule if isinstance(result.links_by_rule, pd.DataFrame) else engine.to_pandas(result.links_by_rule)
     if not keep_scratch:  # free the memory for the fact tables
@@ -233,7 +233,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     written = []
     stitch = _cookie_map(decided, params, id_map)
     if stitch is not None:  # both events and touchpoints join it: build it once
-        stitch = _scratch(engine, "ingest_cookie_map", stitch)
+        stitch = engine.scratch("ingest_cookie_map", stitch)
     for kind in FACT_COLUMNS:
         parts = [_fact_rows(vs, table, params, id_map, stitch) for vs, table in decided.values()
                  if vs.raw.kind == kind]
@@ -292,7 +292,7 @@ def _materialize_scan(engine: Engine, raw: RawSource, vs: ValidatedSource) -> ib
         if raw.row_numbers == "rowid":
             _sql.create_numbered_table(engine.con, f"decided_{raw.name}", ibis.to_sql(vs.base, dialect="duckdb"))
             return engine.con.table(f"decided_{raw.name}")
-        return _scratch(engine, f"decided_{raw.name}", vs.base)
+        return engine.scratch(f"decided_{raw.name}", vs.base)
     except duckdb.Error as exc:
         # One scan decodes the file; a failure here is a file DuckDB cannot parse at all.
         first = str(exc).splitlines()[0]
@@ -317,13 +317,7 @@ def _renumber_after_rejects(engine: Engine, raw: RawSource, table: ibis.Table,
             hint="check `delimiter:` (and that quoted fields are closed) for this source")
     rows = sorted(r[0] for r in rejects)
     shift = sum((ibis.literal(a - j) < table._row_number).cast("int64") for j, a in enumerate(rows, start=1))
-    return _scratch(engine, f"decided_{raw.name}_renumbered", table.mutate(_row_number=table._row_number + shift))
-
-
-def _scratch(engine: Engine, name: str, expr: ibis.Table | pd.DataFrame) -> ibis.Table:
-    """A temporary table (:meth:`Engine.scratch`): never written to the database file, which would cost a
-    checkpoint per table that is dropped at the end anyway."""
-    return engine.scratch(name, expr)
+    return engine.scratch(f"decided_{raw.name}_renumbered", table.mutate(_row_number=table._row_number + shift))
 
 
 def _namespace(src: dict) -> str:
@@ -373,7 +367,7 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
         lookup = phone_lookup(engine.con, phones.raw_phone, region=region, name="ingest_phone_lookup")
         c = c.left_join(lookup, c.raw_phone == lookup.raw_phone).select(c, phone=lookup.phone)
         c = c.mutate(email=normalize_email(c.raw_email))
-        c = _scratch(engine, "ingest_contacts", c)
+        c = engine.scratch("ingest_contacts", c)
         for name in ("ingest_phone_lookup", "ingest_phone_lookup_fast", "ingest_phone_lookup_slow"):
             _sql.drop_relation(engine.con, name)  # stored in the contacts now
         counts = c.group_by("source").agg(
@@ -395,7 +389,7 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
         bare = ids.select("source", "source_customer_id",
                           **{k: ibis.null(v) for k, v in rec_schema.items() if k not in ("source", "source_customer_id")})
         rec = bare if rec is None else rec.union(bare, distinct=False)
-    records = _scratch(engine, "ingest_identity_records", rec.select(*rec_schema))
+    records = engine.scratch("ingest_identity_records", rec.select(*rec_schema))
     return records, contacts, invalid
 
 
@@ -412,7 +406,7 @@ def _distinct_ids(engine: Engine, src: dict, t: ibis.Table) -> ibis.Table:
         loaded = t.filter((t._status == "loaded") & t.source_customer_id.notnull())
         ids = (order_totals(loaded, "source_customer_id") if src["kind"] == "orders"
                else loaded.select("source_customer_id").distinct())
-        return _scratch(engine, name, ids)
+        return engine.scratch(name, ids)
 
 
 def _keyed(t: ibis.Table, src: dict, id_map: ibis.Table) -> ibis.Table:
