@@ -34,28 +34,26 @@ __all__ = ["ShapleyAttribution", "shapley_values", "zeta_transform", "mobius_tra
 
 def zeta_transform(f: np.ndarray) -> np.ndarray:
     """Subset-sum transform: ``g[S] = sum_{T subset of S} f[T]`` over bitmask-indexed arrays."""
-    g = np.array(f, dtype=float, copy=True)
-    n = int(np.log2(len(g)))
-    if 1 << n != len(g):
-        raise ValueError("length must be a power of two")
-    idx = np.arange(len(g))
-    for i in range(n):
-        has = (idx >> i) & 1 == 1
-        g[has] += g[idx[has] ^ (1 << i)]
-    return g
+    return _subset_sweep(f, +1.0)
 
 
 def mobius_transform(g: np.ndarray) -> np.ndarray:
     """Inverse of :func:`zeta_transform`: ``f[S] = sum_{T subset of S} (-1)^{|S-T|} g[T]``."""
-    f = np.array(g, dtype=float, copy=True)
-    n = int(np.log2(len(f)))
-    if 1 << n != len(f):
+    return _subset_sweep(g, -1.0)
+
+
+def _subset_sweep(values: np.ndarray, sign: float) -> np.ndarray:
+    """One pass per bit adding (``sign=+1``, zeta) or subtracting (``-1``, Möbius) the value of the set
+    without that bit: the two transforms differ only in that sign."""
+    out = np.array(values, dtype=float, copy=True)
+    n = int(np.log2(len(out)))
+    if 1 << n != len(out):
         raise ValueError("length must be a power of two")
-    idx = np.arange(len(f))
+    idx = np.arange(len(out))
     for i in range(n):
         has = (idx >> i) & 1 == 1
-        f[has] -= f[idx[has] ^ (1 << i)]
-    return f
+        out[has] += sign * out[idx[has] ^ (1 << i)]
+    return out
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
