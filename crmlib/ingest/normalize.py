@@ -179,7 +179,7 @@ def phone_lookup(con, phones: ibis.Value | ibis.Table, *, region: str = "CN",
     rest = fast.filter(fast.phone.isnull()).select("raw_phone").to_pandas()
     rest["phone"] = pd.Series([phone_to_e164(v, region) for v in rest["raw_phone"]], dtype="object")
     slow = replace_temp_table(con, f"{name}_slow", rest.astype({"raw_phone": "string", "phone": "string"}),
-                       schema=ibis.schema({"raw_phone": "string", "phone": "string"}))
+                              schema=ibis.schema({"raw_phone": "string", "phone": "string"}))
     return replace_temp_table(con, name, fast.filter(fast.phone.notnull()).union(slow))
 
 

@@ -222,7 +222,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
                      match_threshold=float(ident.get("match_threshold", 0.5)), salt=salt)
     id_map = result.identity_map
     id_map = engine.scratch("ingest_identity_map", id_map.select("source", "source_customer_id",
-                                                                     "customer_key", "match_rule"))
+                                                                 "customer_key", "match_rule"))
     links = result.links_by_rule if isinstance(result.links_by_rule, pd.DataFrame) else engine.to_pandas(result.links_by_rule)
     if not keep_scratch:  # free the memory for the fact tables
         _sql.drop_relation(con, "ingest_identity_records")
@@ -276,7 +276,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
             for relation in (f"decided_{name}_renumbered", f"decided_{name}", f"decided_{name}_rows",
                              f"dups_{name}", f"raw_{name}", f"ids_{name}"):
                 _sql.drop_relation(con, relation)
-        for relation in ("ingest_contacts", "ingest_identity_records", "ingest_identity_map", "ingest_cookie_map"):
+        for relation in ("ingest_contacts", "ingest_identity_map", "ingest_cookie_map"):  # records: dropped above
             _sql.drop_relation(con, relation)
         # Transcoded copies of source files hold raw PII: they must not outlive the stage.
         shutil.rmtree(engine.run_dir / ".ingest_tmp", ignore_errors=True)

@@ -358,11 +358,12 @@ def mmm_table(engine, params: dict) -> pd.DataFrame | MissingInput:
     if isinstance(model, MissingInput):
         return model
     s = model.summary_
-    verdict = s["reason"].where(s["identified"], "not identified by this data: " + s["reason"].astype(str))
+    reason = s["reason"].astype(str)
+    says_itself = s["identified"] | reason.str.startswith("not modelled")
+    verdict = reason.where(says_itself, "not identified by this data: " + reason)
     # no point estimate, and nothing it can be read back from, for a channel the data cannot pin down
     cols = ["channel", "spend", "roas", "roas_low", "roas_high", "mroas", "mroas_low", "mroas_high"]
-    return s[[c for c in cols if c in s.columns]].assign(verdict=verdict.str.replace(
-        "not identified by this data: not modelled", "not modelled", regex=False))
+    return s[[c for c in cols if c in s.columns]].assign(verdict=verdict)
 
 
 def response_curves_chart(engine, params: dict):
