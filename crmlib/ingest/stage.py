@@ -228,25 +228,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
         _sql.drop_relation(con, "ingest_identity_records")
     timings["identity"] = time.perf_counter() - clock
 
-    # 3. fact tables with customer_key
-    clock = time.perf_counter()
-    written = []
-    stitch = _cookie_map(decided, params, id_map)
-    if stitch is not None:  # both events and touchpoints join it: build it once
-        stitch = engine.scratch("ingest_cookie_map", stitch)
-    for kind in FACT_COLUMNS:
-        parts = [_fact_rows(vs, table, params, id_map, stitch) for vs, table in decided.values()
-                 if vs.raw.kind == kind]
-        if not parts:
-            continue
-        expr = parts[0]
-        for p in parts[1:]:
-            expr = expr.union(p)
-        engine.write_table(kind, expr)
-        written.append(kind)
-    timings["facts"] = time.perf_counter() - clock
-
-    # 4. customers, identity map, quarantine, quality
+    # 3. customers, identity map, quarantine, quality
     clock = time.perf_counter()
     tags = params.get("ingest", {}).get("tags") or {}
     appearances, appearance_names = _appearances(engine, decided, params, id_map)
@@ -268,9 +250,27 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     if bad:  # a bug, not bad input: say so loudly
         raise RuntimeError(f"row accounting does not reconcile for sources {bad}")
     engine.write_json("data_quality", report)
-    written += ["customers", "identity_map", "identity_links", "quarantine"]
+    written = ["customers", "identity_map", "identity_links", "quarantine"]
     n_customers = int(engine.table("customers").count().execute())
     timings["customers"] = time.perf_counter() - clock
+
+    # 4. fact tables with customer_key (the customers table above is built from order totals, not from them)
+    clock = time.perf_counter()
+    stitch = _cookie_map(decided, params, id_map)
+    if stitch is not None:  # both events and touchpoints join it: build it once
+        stitch = engine.scratch("ingest_cookie_map", stitch)
+    for kind in FACT_COLUMNS:
+        parts = [_fact_rows(vs, table, params, id_map, stitch) for vs, table in decided.values()
+                 if vs.raw.kind == kind]
+        if not parts:
+            continue
+        expr = parts[0]
+        for p in parts[1:]:
+            expr = expr.union(p)
+        engine.write_table(kind, expr)
+        written.append(kind)
+    timings["facts"] = time.perf_counter() - clock
+
     if not keep_scratch:
         for name in decided:
             for relation in (f"decided_{name}_renumbered", f"decided_{name}", f"decided_{name}_rows",
