@@ -10,8 +10,6 @@ and for contacts ``invalid_phone`` / ``invalid_email`` (normalized to null, row 
 
 from __future__ import annotations
 
-from typing import Callable
-
 import ibis
 
 from crmlib.ingest.validate import DEDUP_BY_ID, ValidatedSource, identical_rows_kept
@@ -19,10 +17,8 @@ from crmlib.ingest.validate import DEDUP_BY_ID, ValidatedSource, identical_rows_
 __all__ = ["source_quality", "check_reconciliation"]
 
 
-def source_quality(vs: ValidatedSource, decided: ibis.Table, rejects: list[tuple[int, str, str]],
-                   materialize: Callable[[str, ibis.Table], ibis.Table] | None = None) -> dict:
-    """The data-quality entry of one source, from its decided table and CSV rejects (``materialize``: see
-    :func:`~crmlib.ingest.validate.identical_rows_kept`)."""
+def source_quality(vs: ValidatedSource, decided: ibis.Table, rejects: list[tuple[int, str, str]]) -> dict:
+    """The data-quality entry of one source, from its materialized decided table and CSV rejects."""
     t = decided
     nulled = {f"n_{c}": t[f"_nulled_{c}"].cast("int64").sum() for c in vs.nulled_columns}
     groups = t.group_by(["_status", "_reason"]).agg(n=ibis._.count(), **nulled).to_pyarrow().to_pylist()
@@ -40,8 +36,7 @@ def source_quality(vs: ValidatedSource, decided: ibis.Table, rejects: list[tuple
     if counts.get("duplicate"):
         checks["duplicate_order_id" if vs.raw.kind in DEDUP_BY_ID else "duplicate_row"] = counts["duplicate"]
     value_cols = [c for c in t.columns if not c.startswith("_")]
-    kept = int(identical_rows_kept(t, vs.raw.kind, value_cols, materialize=materialize,
-                                   name=f"repeated_hashes_{vs.raw.name}").to_pyarrow().as_py() or 0)
+    kept = int(identical_rows_kept(t, vs.raw.kind, value_cols).to_pyarrow().as_py() or 0)
     if kept:
         checks["identical_rows_kept"] = kept
     loaded, quarantined, dups = counts.get("loaded", 0), counts.get("quarantined", 0) + len(rejects), counts.get("duplicate", 0)

@@ -196,7 +196,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
                 "raw": [r[2] if keep_pii or raw.kind != "contacts" else "<redacted: malformed contacts line>"
                         for r in rejects]}).astype({"row_number": "int64"})))
         table = vs.decided(base, materialize=engine.scratch)
-        quality[raw.name] = source_quality(vs, table, rejects, materialize=engine.scratch)
+        quality[raw.name] = source_quality(vs, table, rejects)
         decided[raw.name] = (vs, table)
         # quarantined <=> a reason: a filter on the stored column, which the engine applies before the
         # duplicates join and on the scan itself
@@ -274,7 +274,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     if not keep_scratch:
         for name in decided:
             for relation in (f"decided_{name}_renumbered", f"decided_{name}", f"decided_{name}_rows",
-                             f"dups_{name}", f"raw_{name}", f"ids_{name}", f"repeated_hashes_{name}"):
+                             f"dups_{name}", f"raw_{name}", f"ids_{name}"):
                 _sql.drop_relation(con, relation)
         for relation in ("ingest_contacts", "ingest_identity_map", "ingest_cookie_map"):  # records: dropped above
             _sql.drop_relation(con, relation)
@@ -287,18 +287,11 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
 
 # -- steps ---------------------------------------------------------------------------------------------
 def _materialize_scan(engine: Engine, raw: RawSource, vs: ValidatedSource) -> ibis.Table:
-    """The validated rows, stored once from one scan of the file; CSV/JSON rows are numbered by the store.
-
-    A Parquet source is not stored: it carries its own row numbers and reads back column by column, so
-    the few later queries re-read it faster than they would read a stored copy that spills to disk
-    (1M-customer sample, 15.5M web events: storing them cost 11.6 s of a 108 s ingest).
-    """
+    """Store the validated rows of one scan of the file; CSV/JSON rows are numbered by the store."""
     try:
         if raw.row_numbers == "rowid":
             _sql.create_numbered_table(engine.con, f"decided_{raw.name}", ibis.to_sql(vs.base, dialect="duckdb"))
             return engine.con.table(f"decided_{raw.name}")
-        if raw.format == "parquet":
-            return vs.base
         return engine.scratch(f"decided_{raw.name}", vs.base)
     except duckdb.Error as exc:
         # One scan decodes the file; a failure here is a file DuckDB cannot parse at all.

@@ -299,18 +299,14 @@ def with_status(base: ibis.Table, kind: str, *, value_columns: list[str],
     return base.mutate(_status=ibis.cases((~ok, "quarantined"), else_="loaded"))
 
 
-def identical_rows_kept(t: ibis.Table, kind: str, value_columns: list[str],
-                        materialize: Callable[[str, ibis.Table], ibis.Table] | None = None,
-                        name: str = "repeated_hashes") -> ibis.Value:
+def identical_rows_kept(t: ibis.Table, kind: str, value_columns: list[str]) -> ibis.Value:
     """How many loaded rows repeat an earlier identical loaded row without having an id (kept, counted).
 
     Orders: rows without ``order_id``; events, touchpoints, spend: all rows. 0 for other kinds.
     With the ``_row_hash`` of :func:`validate_source` (a hash of ``value_columns``), the rows are first
     grouped by hash and only rows whose hash repeats are compared column by column (exact: a hash
     collision alone counts nothing). Grouping tens of millions of rows by every column needs far more
-    memory and about three times the time. ``materialize`` (as in :func:`with_status`) stores the repeated
-    hashes, so that ``t`` - when it is an unstored expression over a Parquet file - is evaluated by two
-    queries instead of being held whole as a common table expression used twice.
+    memory and about three times the time.
     """
     if kind in DEDUP_WHOLE_ROW:
         return ibis.literal(0)
@@ -319,9 +315,7 @@ def identical_rows_kept(t: ibis.Table, kind: str, value_columns: list[str],
         t = t.filter(t[DEDUP_BY_ID[kind]].isnull())
     if "_row_hash" in t.columns:
         hashes = t.filter(t._status == "loaded").select("_row_hash")
-        repeated = hashes.group_by("_row_hash").agg(_n=ibis._.count()).filter(ibis._._n > 1).select("_row_hash")
-        if materialize is not None:
-            repeated = materialize(name, repeated)
+        repeated = hashes.group_by("_row_hash").agg(_n=ibis._.count()).filter(ibis._._n > 1)
         t = t.filter(t._row_hash.isin(repeated._row_hash))
     rows = t.filter(t._status == "loaded")
     groups = rows.group_by(value_columns).agg(n=rows.count())
