@@ -41,6 +41,7 @@ def benjamini_hochberg(pvalues) -> np.ndarray:
     """Benjamini-Hochberg (1995) step-up adjusted p-values (FDR). NaNs are kept and excluded."""
     return _adjust(pvalues, lambda q: np.minimum.accumulate((q * q.size / np.arange(1, q.size + 1))[::-1])[::-1])
 
+
 def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
     """Adjust one family of p-values; ``method`` is ``"holm"`` (default) or ``"bh"``."""
     if method == "holm":

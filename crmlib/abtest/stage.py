@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 
-
 def ab_settings(params: dict) -> dict:
     """The ``ab_tests`` section with defaults filled (as the stage uses it)."""
     ab = dict((params or {}).get("ab_tests") or {})

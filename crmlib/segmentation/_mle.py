@@ -16,10 +16,9 @@ Conventions used by every fitter built on :func:`fit_log_params`:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import time
 
 import numpy as np
 import pandas as pd
