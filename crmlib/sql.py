@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["configure_duckdb", "quote_ident", "quote_literal", "create_csv_view", "create_numbered_table", "create_parquet_view", "create_jsonl_view", "csv_rejects", "drop_relation"]
+__all__ = ["configure_duckdb", "quote_ident", "quote_literal", "create_csv_view", "create_numbered_table",
+           "create_parquet_view", "create_jsonl_view", "csv_rejects", "drop_relation"]
 
 
 def configure_duckdb(con: Any, *, memory_limit: str | None, threads: int | None, temp_directory: str) -> None:
@@ -23,7 +24,7 @@ def configure_duckdb(con: Any, *, memory_limit: str | None, threads: int | None,
 
 # -- ingest: file row numbers, rejected CSV lines, scratch relations ------------------------------------
 # Why SQL here:
-# 
+#
 # * **File row numbers.** Ibis' ``read_csv``/``read_json`` give no file row number and its
 #   ``row_number()`` always adds an ``ORDER BY``. The validated rows of a CSV/JSON file are stored by
 #   one ``CREATE TABLE AS`` straight from the file scan, which keeps the file's order, so
@@ -32,13 +33,9 @@ def configure_duckdb(con: Any, *, memory_limit: str | None, threads: int | None,
 # * **Rejected CSV lines.** ``store_rejects`` keeps lines with the wrong number of fields (or bytes that
 #   are not UTF-8) in a rejects table instead of failing or dropping them silently, so they can be
 #   quarantined and counted. Ibis has no option for it.
-# 
+#
 # A port to Spark needs: ``monotonically_increasing_id`` over a single-partition read, or
 # ``input_file_block_start`` + a zip-with-index, and ``mode=PERMISSIVE`` with ``columnNameOfCorruptRecord``.
-
-
-
-
 
 
 def quote_ident(name: str) -> str:

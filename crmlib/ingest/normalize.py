@@ -16,8 +16,6 @@ Conventions
 
 from __future__ import annotations
 
-
-
 import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
@@ -26,7 +24,8 @@ import phonenumbers
 from crmlib.engine import replace_temp_table
 
 __all__ = [
-    "clean_text", "parse_gender", "parse_number_text", "finite_or_null", "parse_timestamp", "parse_date", "parse_number", "parse_bool", "normalize_email",
+    "clean_text", "parse_gender", "parse_number_text", "finite_or_null", "parse_timestamp", "parse_date",
+    "parse_number", "parse_bool", "normalize_email",
     "cn_mobile_e164", "phone_to_e164", "phone_lookup", "TIMESTAMP_FORMATS", "TRUE_WORDS", "FALSE_WORDS",
 ]
 

@@ -291,7 +291,6 @@ def response_curves_stage(engine, params: dict) -> pd.DataFrame | MissingInput:
     return model.response_curves()
 
 
-
 # -- report views: one call per notebook cell, passing a MissingInput through unchanged ------------------
 def journey_summary(engine, params: dict) -> pd.DataFrame | MissingInput:
     """Journey counts in plain words (conversions, touched share, unattributable touches) and conventions."""
