@@ -183,7 +183,10 @@ def plot_k_scan(scan: pd.DataFrame, chosen_k: int | None = None, ax: Axes | None
     twin.set_ylabel("silhouette", color="tab:orange")
     if chosen_k is not None:
         ax.axvline(chosen_k, color="grey", linestyle=":")
-    ax.set_title("K-means scan on log-scaled, standardised R, F, M" + (f" (chosen k={chosen_k})" if chosen_k else ""))
+    notes = [f"chosen k={chosen_k}"] if chosen_k else []
+    if "rows" in scan.attrs:
+        notes.append(f"{scan.attrs['rows']:,} customers")
+    ax.set_title("K-means scan on log-scaled, standardised R, F, M" + (f" ({', '.join(notes)})" if notes else ""))
     return ax
 
 

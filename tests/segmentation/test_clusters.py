@@ -70,3 +70,33 @@ def test_feature_matrix_standardised_with_negative_monetary():
 def test_describe_profile_thresholds():
     assert describe_profile(0.0, 0.0, 0.0) == "moderately recent, average frequency, average spend"
     assert describe_profile(1.0, -1.0, 0.6) == "lapsed, infrequent, high spend"
+
+
+def test_chosen_k_reuses_the_scan_fit(monkeypatch):
+    import crmlib.segmentation.clusters as clusters
+
+    fits = []
+    real = clusters._kmeans
+    monkeypatch.setattr(clusters, "_kmeans", lambda x, k, seed: fits.append((x.shape[0], k)) or real(x, k, seed))
+    result = fit_clusters(_planted(2), k=None, k_min=2, k_max=5, seed=0)
+    assert fits == [(900, 2), (900, 3), (900, 4), (900, 5)]  # no second fit of the chosen k
+    assert result.scan.attrs["rows"] == 900 and "scanned on" not in repr(result)
+
+
+def test_scan_on_a_sample_still_finds_k_and_labels_everyone(monkeypatch):
+    import crmlib.segmentation.clusters as clusters
+
+    fits = []
+    real = clusters._kmeans
+    monkeypatch.setattr(clusters, "_kmeans", lambda x, k, seed: fits.append((x.shape[0], k)) or real(x, k, seed))
+    data = _planted(3)
+    result = fit_clusters(data, k=None, k_min=2, k_max=5, seed=0, scan_sample=240)
+    assert fits == [(240, 2), (240, 3), (240, 4), (240, 5), (900, 3)]  # the chosen k is fitted on all rows
+    assert result.k == 3 and result.scan.attrs["rows"] == 240
+    assert "k scanned on 240" in repr(result)
+    assert result.labels.size == len(data)
+    crosstab = pd.crosstab(data["truth"], result.labels)
+    assert (crosstab.gt(0).sum(axis=1) == 1).all()
+    # the sample is seeded: the same scan again
+    again = fit_clusters(data, k=None, k_min=2, k_max=5, seed=0, scan_sample=240)
+    pd.testing.assert_frame_equal(result.scan, again.scan)

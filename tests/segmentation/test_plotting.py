@@ -67,7 +67,9 @@ def test_calibration_holdout_and_clv_plots(model, cdnow_summary):
     ax = plotting.plot_clv_by_segment(clv, time_unit="W", horizon=52, calibration_end="1997-09-30")
     assert "52 weeks" in ax.get_title() and [t.get_text() for t in ax.get_xticklabels()] == ["Champions", "New"]
     scan = pd.DataFrame({"k": [2, 3], "inertia": [10.0, 5.0], "silhouette": [0.4, 0.5]})
-    assert isinstance(plotting.plot_k_scan(scan, 3), matplotlib.axes.Axes)
+    scan.attrs["rows"] = 200_000
+    ax = plotting.plot_k_scan(scan, 3)
+    assert isinstance(ax, matplotlib.axes.Axes) and ax.get_title().endswith("(chosen k=3, 200,000 customers)")
     plt.close("all")
 
 
