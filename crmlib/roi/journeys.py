@@ -9,7 +9,8 @@ Definitions (also returned in ``JourneyResult.conventions``)
   ``order_ts - lookback_days <= touch_ts <= order_ts`` and ``touch_ts >`` the customer's previous
   positive order (at any date, also before the period). Touches are ordered by ``(touch_ts, label)``.
   A conversion without such touches is *untouched* (reported, not attributed).
-* **New customer**: a conversion that is the customer's first positive order in the orders table.
+* **New customer**: a conversion that is the customer's first positive order in the orders table (orders at
+  one time are ordered by order_id, then amount, so that the first is the same on every run).
 * **Non-converting journey**: for each customer with touches in the period after their last positive
   order up to ``period_end`` (or any touches, for never-converting people), those touches, limited to
   the ``lookback_days`` before the customer's last such touch (so null paths are as long as converting
@@ -166,20 +167,24 @@ def build_journeys(
         amount=o.amount.cast("float64"),
         order_id=(o.order_id.cast("string") if "order_id" in o.columns else ibis.literal(None, "string")),
     )
-    by_customer = ibis.window(group_by=o.customer_key, order_by=[o.order_ts, o.order_id])
+    # the amount breaks ties of orders without an id at one time, so the first order (and is_new) is
+    # the same on every run; rows equal in all three are interchangeable
+    by_customer = ibis.window(group_by=o.customer_key, order_by=[o.order_ts, o.order_id, o.amount])
     o = o.mutate(prev_ts=o.order_ts.lag().over(by_customer), order_rank=ibis.row_number().over(by_customer))
     if end_excl is not None:
         o = o.filter(o.order_ts < end_excl)
     last_conv = o.group_by("customer_key").agg(last_order_ts=o.order_ts.max())
     conv = o if start is None else o.filter(o.order_ts >= start)
     conv = conv.mutate(
-        conv_id=ibis.row_number().over(order_by=[conv.customer_key, conv.order_ts, conv.order_id]),
+        conv_id=ibis.row_number().over(order_by=[conv.customer_key, conv.order_ts, conv.order_id, conv.amount]),
         is_new=(conv.order_rank == 0).cast("float64"),
     )
     if clv is not None:
         c = clv.select(ck=clv.customer_key.cast("string"), clv=clv.clv.cast("float64"))
         conv = conv.left_join(c, conv.customer_key == c.ck).drop("ck")
         conv = conv.mutate(new_clv=conv.is_new * conv.clv.fill_null(0.0)).drop("clv")
+    cache = _Scratch(touchpoints)
+    conv = cache.store(conv)  # the journeys, their paths and the totals read it: its windows run once
 
     # -- touches ----------------------------------------------------------------------------------
     t = stitch_anonymous_touches(touchpoints, events=events, identity_map=identity_map)
@@ -197,6 +202,8 @@ def build_journeys(
     )
     if end_excl is not None:
         t = t.filter(t.touch_ts < end_excl)
+    # stored once: the summary, the converting and the non-converting journeys all read the stitched touches
+    t = cache.store(t.select("customer_key", "touch_ts", "step", "stitched"))
     in_period = t if start is None else t.filter(t.touch_ts >= start)
     touch_summary = in_period.aggregate(
         touches=in_period.count(),
@@ -222,7 +229,6 @@ def build_journeys(
         w=j.raw_w / j.raw_w.sum().over(per_conv),
         pos=ibis.row_number().over(ibis.window(group_by=j.conv_id, order_by=[j.touch_ts, j.step])),
     )
-    cache = _Scratch(touchpoints)
     j = cache.store(j)
     measures = ["conversions", "value", "new_customers"] + (["new_clv"] if clv is not None else [])
     conv_paths = j.group_by("conv_id").agg(

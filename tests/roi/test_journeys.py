@@ -103,3 +103,19 @@ def test_clv_measure(tables):
     res = build_journeys(touches, orders, events=events, clv=clv, period_start="2024-01-02", period_end="2024-03-31")
     # only c1's first order is a new customer
     assert res.paths["new_clv"].sum() == pytest.approx(500.0)
+
+
+def test_orders_at_one_time_without_ids_are_ordered_by_amount():
+    # Two first orders of c1 at the same time without order ids: the smaller amount is the first order
+    # (new customer, gets the journey); the other follows it at the same time and so has no touches.
+    touches = pd.DataFrame({"customer_key": ["c1", "c1"], "touch_ts": [day(1), day(3)],
+                            "channel": ["email", "search"], "cost": 1.0})
+    orders = pd.DataFrame({"customer_key": ["c1", "c1"], "order_ts": [day(5, 10), day(5, 10)],
+                           "amount": [90.0, 40.0], "order_id": pd.Series([None, None], dtype="string")})
+    con = ibis.duckdb.connect()
+    for rows in (orders, orders.iloc[::-1]):
+        res = build_journeys(con.create_table("touchpoints", touches, overwrite=True),
+                             con.create_table("orders", rows, overwrite=True), period_end="2024-01-31")
+        p = res.paths.set_index("path")
+        assert p.loc["email>search", ["conversions", "value", "new_customers"]].tolist() == [1, 40, 1]
+        assert (res.summary["untouched_conversions"], res.summary["untouched_value"]) == (1, 90.0)
