@@ -808,10 +808,13 @@ def _simulate_marketing(n: int, rec: dict, purch: dict, rng: np.random.Generator
 
 
 # touches are held as integer codes into these lists (tens of millions of rows at 1M customers: object
-# arrays of strings would cost 8 bytes a row per column, and every sort would copy them)
+# arrays of strings would cost 8 bytes a row per column, and every sort would copy them); a channel's
+# code is its position in CHANNELS (the simulation's ch_names)
 TOUCH_TYPES = ["click", "impression", "send", "open"]
 _TT = {t: i for i, t in enumerate(TOUCH_TYPES)}
 _CAMPAIGN_CODE = {c: i for i, c in enumerate(CAMPAIGNS)}
+_CHANNEL_CODE = {c: i for i, c in enumerate(CHANNELS)}
+_PAID_CHANNEL_CODES = [_CHANNEL_CODE[c] for c, v in CHANNELS.items() if v["paid"]]
 
 
 def _touch_details(t_c: np.ndarray, t_ts: np.ndarray, ch_names: list[str], n_days: int,
@@ -1088,13 +1091,13 @@ def _write_touchpoints(out: Path, rec: dict, mk: dict, exp: dict, rng: np.random
                       np.full(clicked.sum(), _TT["click"], np.int8)]
         t_person = np.r_[t_person, hp]
         t_ts = np.r_[t_ts, hts]
-        t_channel = np.r_[t_channel, np.full(len(hp), ch_names.index(e["holdout"]["channel"]), np.int8)]
+        t_channel = np.r_[t_channel, np.full(len(hp), _CHANNEL_CODE[e["holdout"]["channel"]], np.int8)]
         campaign = np.r_[campaign, np.full(len(hp), _CAMPAIGN_CODE[e["holdout"]["campaign_id"]], np.int16)]
         ttype = np.r_[ttype, htype]
         cost = np.r_[cost, np.full(len(hp), np.nan)]
         t_journey = np.r_[t_journey, np.full(len(hp), -1)]
 
-    paid = np.isin(t_channel, [ch_names.index(c) for c, v in CHANNELS.items() if v["paid"]])
+    paid = np.isin(t_channel, _PAID_CHANNEL_CODES)
     anonymous = paid & (rng.random(len(t_ts)) < 0.45)
     t_cookie = cookie_of(t_person)
     order = np.argsort(t_ts, kind="stable")
@@ -1179,7 +1182,7 @@ def _write_events(out: Path, truth_dir: Path, people: dict, rec: dict, tp: dict,
     person2 = tp["person"][clicks]
     cookie2 = tp["cookie"][clicks]
     camp2 = tp["campaign"][clicks].astype(np.int16)  # the same codes: positions in CAMPAIGNS
-    owned = ~np.isin(tp["channel"][clicks], [list(CHANNELS).index(c) for c, v in CHANNELS.items() if v["paid"]])
+    owned = ~np.isin(tp["channel"][clicks], _PAID_CHANNEL_CODES)
     acct2 = np.where(owned, rec["eshop_of"][person2], -1)
     start2 = tp["ts"][clicks] + rng.integers(2, 30, k2)
     sess2 = n_sessions + np.arange(k2)
