@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from crmlib.segmentation import clusters
 from crmlib.segmentation.clusters import describe_profile, fit_clusters, rfm_feature_matrix
 
 
@@ -72,26 +74,25 @@ def test_describe_profile_thresholds():
     assert describe_profile(1.0, -1.0, 0.6) == "lapsed, infrequent, high spend"
 
 
-def test_chosen_k_reuses_the_scan_fit(monkeypatch):
-    import crmlib.segmentation.clusters as clusters
-
+@pytest.fixture
+def kmeans_fits(monkeypatch):
+    """(rows, k) of every K-means fit, in order."""
     fits = []
     real = clusters._kmeans
     monkeypatch.setattr(clusters, "_kmeans", lambda x, k, seed: fits.append((x.shape[0], k)) or real(x, k, seed))
+    return fits
+
+
+def test_chosen_k_reuses_the_scan_fit(kmeans_fits):
     result = fit_clusters(_planted(2), k=None, k_min=2, k_max=5, seed=0)
-    assert fits == [(900, 2), (900, 3), (900, 4), (900, 5)]  # no second fit of the chosen k
+    assert kmeans_fits == [(900, 2), (900, 3), (900, 4), (900, 5)]  # no second fit of the chosen k
     assert result.scan.attrs["rows"] == 900 and "scanned on" not in repr(result)
 
 
-def test_scan_on_a_sample_still_finds_k_and_labels_everyone(monkeypatch):
-    import crmlib.segmentation.clusters as clusters
-
-    fits = []
-    real = clusters._kmeans
-    monkeypatch.setattr(clusters, "_kmeans", lambda x, k, seed: fits.append((x.shape[0], k)) or real(x, k, seed))
+def test_scan_on_a_sample_still_finds_k_and_labels_everyone(kmeans_fits):
     data = _planted(3)
     result = fit_clusters(data, k=None, k_min=2, k_max=5, seed=0, scan_sample=240)
-    assert fits == [(240, 2), (240, 3), (240, 4), (240, 5), (900, 3)]  # the chosen k is fitted on all rows
+    assert kmeans_fits == [(240, 2), (240, 3), (240, 4), (240, 5), (900, 3)]  # the chosen k is fitted on all rows
     assert result.k == 3 and result.scan.attrs["rows"] == 240
     assert "k scanned on 240" in repr(result)
     assert result.labels.size == len(data)
