@@ -95,7 +95,9 @@ def run_channel_attribution(paths: pd.DataFrame, python: str, configs: list[tupl
     """Run ``markov_model`` once per ``(nsim_start, seed)`` in ``python``; None when it fails."""
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "paths.csv"
-        paths[["path", "conversions", "value", "nulls"]].to_csv(file, index=False)
+        # ChannelAttribution reads '>'-joined strings; the bench's channel names contain no '>'
+        as_text = paths.assign(path=paths["path"].map(">".join))
+        as_text[["path", "conversions", "value", "nulls"]].to_csv(file, index=False)
         script = Path(tmp) / "ca.py"
         script.write_text(CA_SCRIPT)
         proc = subprocess.run([python, str(script), str(file), json.dumps(configs)], capture_output=True, text=True)

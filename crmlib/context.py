@@ -4,6 +4,9 @@ A scheduled run (``crm run``) passes ``params_path`` and ``run_dir`` to every no
 An analyst opening a notebook in JupyterLab leaves ``run_dir`` empty: the notebook then works in the
 params' *interactive* run directory, ``<output_dir>/interactive/<run name>``, which notebook 01 fills and
 notebooks 02-04 read - so each notebook runs standalone with its defaults once 01 has run.
+
+Each context has its own Engine with its own scratch database outside the run directory, so several
+notebooks can be open at once on the same run directory: they share only the run's ``tables/``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ class RunContext:
     @property
     def tables_dir(self) -> Path:
         return self.engine.tables_dir
+
+    def close(self) -> None:
+        """Close the engine and remove its scratch directory (also done when the kernel exits)."""
+        self.engine.close()
+
+    def __enter__(self) -> RunContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (f"<RunContext run={self.params['run']['name']!r} run_dir={str(self.run_dir)!r} "

@@ -14,12 +14,16 @@ __all__ = ["configure_duckdb", "quote_ident", "quote_literal", "create_csv_view"
 
 
 def configure_duckdb(con: Any, *, memory_limit: str | None, threads: int | None, temp_directory: str) -> None:
-    """DuckDB session settings (Ibis has no API for engine pragmas; other backends ignore this)."""
+    """DuckDB session settings (Ibis has no API for engine pragmas; other backends ignore this).
+
+    ``temp_directory`` is where DuckDB spills: the engine's private scratch folder, never the run folder.
+    Values are quoted as literals (the memory limit comes from the environment, the path may hold a quote).
+    """
     if memory_limit:
-        con.raw_sql(f"SET memory_limit = '{memory_limit}'")
+        con.raw_sql(f"SET memory_limit = {quote_literal(str(memory_limit))}")
     if threads:
         con.raw_sql(f"SET threads = {int(threads)}")
-    con.raw_sql(f"SET temp_directory = '{temp_directory}'")
+    con.raw_sql(f"SET temp_directory = {quote_literal(temp_directory)}")
 
 
 # -- ingest: file row numbers, rejected CSV lines, scratch relations ------------------------------------

@@ -58,9 +58,9 @@ class Unavailable:
         return f"{self.step}: not computed - {self.reason}"
 
     def _repr_markdown_(self) -> str:
-        from html import escape
+        from crmlib.report import escape_markdown  # reasons can name channels or experiments: data
 
-        return f"**{escape(self.step)}: not computed.** {escape(self.reason)}"
+        return f"**{escape_markdown(self.step)}: not computed.** {escape_markdown(self.reason)}"
 
 
 def _run_dir(where: Any) -> Path:

@@ -1,8 +1,25 @@
+"""The params schema: defaults, every problem at once with key path and line, YAML safety, secrets."""
+
+import inspect
+import textwrap
 from pathlib import Path
 
 import pytest
 
-from crmlib.params import ParamsError, load_params, validate_params
+from crmlib.params import (
+    MAX_MESSAGE_CHARS,
+    MAX_PROBLEMS_SHOWN,
+    Params,
+    ParamsError,
+    complete_params,
+    load_params,
+    params_markdown,
+    plain_name_problem,
+    public_params,
+    validate_params,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults_filled_and_paths_absolute(tiny_params: Path):
@@ -76,3 +93,182 @@ def test_shipped_params_are_valid_or_only_miss_generated_data(name: str):
     except ParamsError as exc:
         other = [(k, m) for k, m in exc.problems if not m.startswith("file not found")]
         assert other == []
+
+
+# -- the typed schema: lines, YAML safety, message caps, names, new keys, secrets, defaults ------------
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "o.csv").write_text("x\n")
+    p = tmp_path / "p.yaml"
+    p.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return p
+
+
+def _problems(path: Path) -> ParamsError:
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    return err.value
+
+
+def test_problems_name_key_path_and_line(tmp_path: Path):
+    p = _write(tmp_path, """
+        run:
+          name: t
+        sources:
+          - name: shop
+            kind: orders
+            path: o.csv
+          - name: crm
+            kind: contacts
+            path: o.csv
+            encoding: utf9
+          - kind: orders
+            path: o.csv
+    """)
+    err = _problems(p)
+    assert err.lines["sources[1].encoding"] == 10
+    assert ("sources[1].encoding (line 10): unknown text encoding 'utf9' (e.g. utf-8, gbk, gb18030, utf-16)"
+            in str(err))
+    # a missing key is placed at the list item that lacks it
+    assert dict(err.problems)["sources[2].name"] == "required key is missing"
+    assert err.lines["sources[2].name"] == 11
+
+
+def test_impossible_date_names_key_line_and_why(tmp_path: Path):
+    p = _write(tmp_path, """
+        sources: [{name: s, kind: orders, path: o.csv}]
+        run:
+          as_of: 2026-06-31
+    """)
+    text = str(_problems(p))
+    assert "run.as_of (line 3):" in text and "not a date that exists" in text and "June 2026 has 30 days" in text
+    assert "out of range" not in text
+
+
+def test_yaml_aliases_are_refused_before_expanding(tmp_path: Path):
+    # the billion-laughs shape: nine levels of nine aliases would expand to 9**9 strings
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    p = tmp_path / "bomb.yaml"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    err = _problems(p)
+    assert len(str(err)) < 500
+    assert "anchors and aliases" in str(err) and "line 1" in str(err)
+    # a lone anchor (or a merge key) is refused too: the file must say what it means in place
+    q = _write(tmp_path, """
+        run: &r {name: t}
+        sources: [{name: s, kind: orders, path: o.csv}]
+    """)
+    assert "anchors and aliases" in str(_problems(q))
+
+
+def test_messages_are_capped(tmp_path: Path):
+    raw = {"run": {f"k{i}": 1 for i in range(200)}, "sources": [
+        {"name": "s", "kind": "orders", "path": "o.csv", "encoding": "x" * 100_000}]}
+    (tmp_path / "o.csv").write_text("x\n")
+    with pytest.raises(ParamsError) as err:
+        validate_params(raw, tmp_path)
+    text = str(err.value)
+    assert len(err.value.problems) == 201
+    shown = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert len(shown) == MAX_PROBLEMS_SHOWN and "... and 151 more" in text
+    assert all(len(line) <= MAX_MESSAGE_CHARS for line in text.splitlines())
+    assert all(len(m) <= MAX_MESSAGE_CHARS for _, m in err.value.problems)
+
+
+def test_duplicate_yaml_keys_are_reported(tmp_path: Path):
+    p = _write(tmp_path, """
+        run: {name: a}
+        sources: [{name: s, kind: orders, path: o.csv}]
+        run: {name: b}
+    """)
+    err = _problems(p)
+    assert "duplicate key, again on line 3" in dict(err.problems)["run"] and err.lines["run"] == 1
+
+
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "a\\b", "..", ".hidden", "a\x00b", "tab\there",
+                                  "x" * 101, "", "   ", "zero\u200bwidth"])
+def test_plain_name_refuses_paths_and_control_characters(name: str):
+    assert plain_name_problem(name)
+
+
+@pytest.mark.parametrize("name", ["sample", "华东_2026", "run-1.5", "A b", "x" * 100])
+def test_plain_name_accepts_ordinary_names(name: str):
+    assert plain_name_problem(name) is None
+
+
+def test_run_name_must_be_plain(tmp_path: Path):
+    (tmp_path / "o.csv").write_text("x\n")
+    raw = {"run": {"name": "../../../x"}, "sources": [{"name": "s", "kind": "orders", "path": "o.csv"}]}
+    with pytest.raises(ParamsError) as err:
+        validate_params(raw, tmp_path)
+    assert "must not contain '/'" in dict(err.value.problems)["run.name"]
+
+
+def test_amount_format_and_ingest_keys(tmp_path: Path):
+    (tmp_path / "o.csv").write_text("x\n")
+    src = {"name": "s", "kind": "orders", "path": "o.csv"}
+    p = validate_params({"sources": [src]}, tmp_path)
+    assert (p["sources"][0]["decimal"], p["sources"][0]["thousands"]) == (".", None)
+    assert p["ingest"]["max_abs_amount"] == 1e9 and p["ingest"]["allow_duplicate_sources"] is False
+    eu = validate_params({"sources": [{**src, "decimal": ",", "thousands": " "}]}, tmp_path)
+    assert (eu["sources"][0]["decimal"], eu["sources"][0]["thousands"]) == (",", " ")
+    bad = {"sources": [{**src, "decimal": ";"}, {**src, "name": "t", "decimal": ",", "thousands": ","}],
+           "ingest": {"max_abs_amount": -1, "allow_duplicate_sources": "yes"}}
+    with pytest.raises(ParamsError) as err:
+        validate_params(bad, tmp_path)
+    problems = dict(err.value.problems)
+    assert "must be one of" in problems["sources[0].decimal"]
+    assert "must differ from the decimal mark" in problems["sources[1].thousands"]
+    assert {"ingest.max_abs_amount", "ingest.allow_duplicate_sources"} <= set(problems)
+
+
+def test_public_params_hide_the_salt(tmp_path: Path, monkeypatch):
+    (tmp_path / "o.csv").write_text("x\n")
+    params = validate_params({"privacy": {"salt": "pepper"}, "sources": [
+        {"name": "s", "kind": "orders", "path": "o.csv"}]}, tmp_path)
+    monkeypatch.delenv("CRM_PII_SALT", raising=False)
+    public = public_params(params)
+    assert public["privacy"]["salt"] is None and public["privacy"]["salt_source"] == "params"
+    assert "pepper" not in repr(public) and params["privacy"]["salt"] == "pepper"  # a copy
+    monkeypatch.setenv("CRM_PII_SALT", "from-env")
+    assert public_params(params)["privacy"]["salt_source"] == "env"
+    monkeypatch.delenv("CRM_PII_SALT")
+    assert public_params(complete_params())["privacy"]["salt_source"] == "default"
+
+
+def test_complete_params_fills_every_default_and_refuses_unknown_keys():
+    full = complete_params({"roi": {"mmm": {"seed": 3}}})
+    assert full["roi"]["mmm"] == {"enabled": True, "bootstrap": 200, "block_weeks": 4, "seed": 3}
+    assert full["sources"] == [] and full["segmentation"]["churn"]["thresholds"] == {"high": 0.3, "medium": 0.7}
+    assert [t["name"] for t in full["segmentation"]["loyalty"]["tiers"]] == ["Bronze", "Silver", "Gold", "Platinum"]
+    assert full == Params().model_dump() | {"roi": full["roi"]}  # everything else is the schema's default
+    with pytest.raises(ParamsError, match="roi.mmm.seeds"):
+        complete_params({"roi": {"mmm": {"seeds": 3}}})
+    with pytest.raises(ParamsError, match="roi.lookback_days"):
+        complete_params({"roi.lookback_days": 10})  # flat dotted keys are not params
+
+
+def test_identity_threshold_default_lives_in_the_schema():
+    from crmlib.ingest.identity import resolve_identities
+
+    default = inspect.signature(resolve_identities).parameters["match_threshold"].default
+    assert default == complete_params()["ingest"]["identity"]["match_threshold"] == 0.5
+
+
+def test_types_are_not_coerced(tmp_path: Path):
+    (tmp_path / "o.csv").write_text("x\n")
+    raw = {"sources": [{"name": "s", "kind": "orders", "path": "o.csv"}],
+           "roi": {"lookback_days": 7.5, "mmm": {"enabled": "true"}}, "ab_tests": {"alpha": True}}
+    with pytest.raises(ParamsError) as err:
+        validate_params(raw, tmp_path)
+    assert {"roi.lookback_days", "roi.mmm.enabled", "ab_tests.alpha"} <= {k for k, _ in err.value.problems}
+
+
+def test_params_reference_is_generated_from_the_schema():
+    committed = (ROOT / "docs" / "PARAMS.md").read_text(encoding="utf-8")
+    assert committed == params_markdown(), "regenerate: python -m crmlib.params --markdown > docs/PARAMS.md"
+    for key in ["`run.as_of`", "`sources[].decimal`", "`sources[].thousands`", "`ingest.max_abs_amount`",
+                "`ingest.allow_duplicate_sources`", "`ab_tests.experiments[].guardrails[].margin`"]:
+        assert key in committed

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2 as _chi2
+
+from crmlib.status import CannotCompute
 
 from .bayes import LABEL as BAYES_LABEL
 from .bayes import prob_beat_control
@@ -41,12 +42,12 @@ from .multiple import adjust_grouped, reject
 from .power import achieved_power, mde
 from .ratio import ratio_test
 from .sequential import DEFAULT_TUNING, confidence_sequence
-from .srm import SRM_THRESHOLD
+from .srm import SRM_THRESHOLD, srm_test
 from .stats import TwoSampleResult, non_inferiority_test, welch_test
 
 __all__ = [
     "ABAnalysis", "analyze", "cumulative_comparisons", "resolve_controls", "compare_arms", "RESULT_COLUMNS",
-    "experiment_config",
+    "experiment_config", "require_comparable",
 ]
 
 RESULT_COLUMNS = [
@@ -94,6 +95,43 @@ def _fill_config(entry: dict | None, experiment_id: str) -> dict:
     ]
     cfg.setdefault("planned_n_per_arm", None)
     return cfg
+
+
+def require_comparable(stats: pd.DataFrame, experiment_id: str, *, window_days: int | None = None,
+                       as_of=None, weights: dict | None = None) -> None:
+    """Raise :class:`~crmlib.status.CannotCompute` unless ``experiment_id`` has units in a control arm and
+    at least one other arm.
+
+    An experiment without units (listed in the params but absent from the assignment log, or with no
+    outcome window closed yet), with every unit in one arm (a broken or filtered assignment), or - when
+    its designed ``weights`` are given - without units in the designed control arm (a variant named
+    control/holdout among the weights, else the first one; a unit flagged ``is_control`` also counts)
+    has no lift to estimate. ``stats`` is the long sufficient-statistics table.
+    """
+    rows = stats[stats["experiment_id"] == experiment_id] if len(stats) else stats
+    arms = rows.groupby(rows["variant"].astype(str))["n"].max() if len(rows) else pd.Series(dtype=float)
+    arms = arms[arms > 0]
+    if arms.empty:
+        window = f"a complete {window_days}-day outcome window" if window_days else "a complete outcome window"
+        by = f" by {pd.Timestamp(as_of).date()}" if as_of is not None else ""
+        raise CannotCompute(
+            f"experiment {experiment_id!r} has no units with {window}{by}: it is missing from the assignment log, "
+            "or every unit was assigned too recently. Wait for the windows to close, or check the experiment id.")
+    if len(arms) == 1:
+        variant, n = arms.index[0], int(arms.iloc[0])
+        raise CannotCompute(
+            f"experiment {experiment_id!r} has units in one arm only ({variant!r}, {n:,} units): a lift needs a "
+            "control arm and at least one other arm. Check the assignment log (a broken split or a filtered "
+            "export) and the variant names.")
+    if weights:
+        designed = [v for v in weights if str(v).lower() in ("control", "holdout")] or [next(iter(weights))]
+        flagged = rows["is_control"].fillna(False).astype(bool).any() if "is_control" in rows else False
+        if not flagged and not set(map(str, designed)) & set(arms.index):
+            observed = ", ".join(f"{v!r}: {int(n):,}" for v, n in arms.items())
+            raise CannotCompute(
+                f"experiment {experiment_id!r} has no units in its control arm {designed[0]!r} (designed weights "
+                f"{dict(weights)}; units by arm {observed}): there is nothing to compare the other arms with. "
+                "Check the assignment log and the variant names.")
 
 
 def resolve_controls(stats: pd.DataFrame, ab_params: dict) -> dict[str, tuple[str, str]]:
@@ -387,15 +425,16 @@ def _srm_table(stats: pd.DataFrame, ab: dict, controls: dict) -> pd.DataFrame:
     if extra:
         arms = pd.concat([arms, pd.DataFrame(extra)], ignore_index=True)
     arms = arms[arms["w"] > 0].sort_values(["experiment_id", "variant"]).reset_index(drop=True)
-    g = arms.groupby("experiment_id", sort=True)
-    total, wsum = g["n"].transform("sum"), g["w"].transform("sum")
-    share = arms["w"] / wsum
-    expected = total * share
-    arms["contrib"] = (arms["n"] - expected) ** 2 / expected
-    arms["dev"] = (arms["n"] / total - share).abs()
-    per = pd.DataFrame({"srm_chi2": g["contrib"].sum(), "k": g["n"].size(), "max_share_deviation": g["dev"].max()})
-    per["srm_p_value"] = np.where(per["k"] > 1, _chi2.sf(per["srm_chi2"], per["k"] - 1), np.nan)
-    per = per.reset_index()
+    share = arms["w"] / arms.groupby("experiment_id")["w"].transform("sum")
+    rows = []
+    for exp_id, g in arms.groupby("experiment_id", sort=True):
+        if len(g) > 1:
+            test = srm_test(g["n"].to_numpy(), g["w"].to_numpy())
+            chi2, p, dev = float(test.statistic), float(test.pvalue), float(test.max_share_deviation)
+        else:  # one arm has no split to check (such an experiment is left out before the analysis)
+            chi2, p, dev = 0.0, np.nan, 0.0
+        rows.append({"experiment_id": exp_id, "srm_chi2": chi2, "max_share_deviation": dev, "srm_p_value": p})
+    per = pd.DataFrame(rows, columns=["experiment_id", "srm_chi2", "max_share_deviation", "srm_p_value"])
     obs_str: dict[str, dict] = {}
     w_str: dict[str, dict] = {}
     for e, v, n, w, sh in zip(arms["experiment_id"], arms["variant"], arms["n"], arms["w"], share):

@@ -27,8 +27,12 @@ from typing import Any
 
 import pandas as pd
 
+from crmlib.asof import resolve_as_of
+
 from . import holdout as _holdout
-from .analysis import RESULT_COLUMNS, ABAnalysis, analyze, cumulative_comparisons
+from crmlib.status import Unavailable, guard
+
+from .analysis import RESULT_COLUMNS, ABAnalysis, analyze, cumulative_comparisons, require_comparable
 from .metrics import daily_cumulative_statistics, sufficient_statistics, unit_outcomes, winsorization_summary
 from .plotting import plot_cumulative_lift, plot_forest
 
@@ -50,30 +54,20 @@ __all__ = [
     "segment_results",
     "winsorization_table",
     "cumulative_plot_grid",
+    "unavailable_experiments",
 ]
 
 
+#: The runner's name of this stage (warnings are recorded under it).
+STAGE = "ab_tests"
+
+
 def ab_settings(params: dict) -> dict:
-    """The ``ab_tests`` section with defaults filled (as the stage uses it)."""
-    ab = dict((params or {}).get("ab_tests") or {})
-    ab.setdefault("window_days", 14)
-    ab["window_days"] = int(ab.get("window_days") or 14)
-    ab["alpha"] = float(ab.get("alpha") or 0.05)
-    ab["correction"] = ab.get("correction") or "holm"
-    ab["sequential_tuning"] = float(ab.get("sequential_tuning") or 5000)
-    ab.setdefault("winsorize", None)
-    ab["experiments"] = list(ab.get("experiments") or [])
+    """A copy of the validated ``ab_tests`` section (:func:`crmlib.params.load_params` or
+    :func:`crmlib.params.complete_params` fill every default; see ``docs/PARAMS.md``)."""
+    ab = dict(params["ab_tests"])
+    ab["experiments"] = list(ab["experiments"])
     return ab
-
-
-def _has(engine, name: str) -> bool:
-    if hasattr(engine, "has_table"):
-        return engine.has_table(name)
-    try:
-        engine.table(name)
-        return True
-    except FileNotFoundError:
-        return False
 
 
 def _state(engine, params) -> dict[str, Any]:
@@ -83,25 +77,33 @@ def _state(engine, params) -> dict[str, Any]:
 
 def _build_state(engine, params) -> dict[str, Any]:
     ab = ab_settings(params)
-    state: dict[str, Any] = {"ab": ab, "outcomes": None, "note": ""}
-    if not (_has(engine, "experiments") and _has(engine, "orders")):
+    state: dict[str, Any] = {"ab": ab, "outcomes": None, "note": "", "unavailable": {}}
+    if not (engine.has_table("experiments") and engine.has_table("orders")):
         state["note"] = "no experiments (or orders) table in this run: nothing to analyse"
         state["stats"] = pd.DataFrame()
         return state
     orders = engine.table("orders")
-    as_of = ((params or {}).get("run") or {}).get("as_of")
-    if as_of is None:
-        as_of = orders.order_ts.max().to_pyarrow().as_py()
-    events = engine.table("events") if _has(engine, "events") else None
+    as_of = resolve_as_of(engine, params)  # run.as_of, else the date ingest recorded / of the latest order
+    events = engine.table("events") if engine.has_table("events") else None
     outcomes, session_def = unit_outcomes(
         engine.table("experiments"), orders, events, window_days=ab["window_days"], as_of=as_of)
-    if hasattr(engine, "materialize"):
-        # one scratch table per (window, as_of), so cached analyses with other settings stay valid
-        stamp = pd.Timestamp(as_of).strftime("%Y%m%d") if as_of is not None else "all"
-        outcomes = engine.materialize(f"ab_unit_outcomes_w{ab['window_days']}_{stamp}", outcomes)
+    # one scratch table per (window, as_of), so cached analyses with other settings stay valid
+    stamp = pd.Timestamp(as_of).strftime("%Y%m%d") if as_of is not None else "all"
+    outcomes = engine.scratch(f"ab_unit_outcomes_w{ab['window_days']}_{stamp}", outcomes)
     state.update(outcomes=outcomes, as_of=as_of, session_definition=session_def,
                  note=f"units with complete {ab['window_days']}-day windows by {as_of}; {session_def}")
-    state["stats"] = sufficient_statistics(outcomes, winsorize=ab["winsorize"])
+    stats = sufficient_statistics(outcomes, winsorize=ab["winsorize"])
+    # each experiment on its own: one that cannot be compared is recorded and left out, the others go on
+    unavailable = {}
+    designs = {e["id"]: e.get("weights") or None for e in ab["experiments"]}
+    for experiment_id in dict.fromkeys([*sorted(set(stats["experiment_id"])), *designs]):
+        checked = guard(engine, STAGE, f"experiment {experiment_id}",
+                        lambda e=experiment_id: require_comparable(stats, e, window_days=ab["window_days"],
+                                                                   as_of=as_of, weights=designs.get(e)))
+        if isinstance(checked, Unavailable):
+            unavailable[experiment_id] = checked
+    state["unavailable"] = unavailable
+    state["stats"] = stats[~stats["experiment_id"].isin(list(unavailable))].reset_index(drop=True)
     return state
 
 
@@ -136,7 +138,26 @@ def analysis(engine, params: dict, *, cuped: bool = True, test: str = "welch",
             if k == ("analysis", True, "welch", "delta"):
                 # the default analysis is the stage's contract table, whichever cell asks first
                 engine.write_table("ab_results", a.results.reset_index(drop=True))
+        # an experiment that could not be analysed keeps its row in the verdicts, with the reason
+        st[k].verdicts = _with_unavailable(st[k].verdicts, st["unavailable"])
     return st[k]
+
+
+def _with_unavailable(verdicts: pd.DataFrame, unavailable: dict[str, Unavailable]) -> pd.DataFrame:
+    """The verdict table plus one "not analysed" row (with the reason) per experiment that could not be."""
+    missing = [e for e in unavailable if e not in set(verdicts["experiment_id"])]
+    if not missing:
+        return verdicts
+    rows = pd.DataFrame({"experiment_id": missing, "verdict": "not analysed",
+                         "reason": [unavailable[e].reason for e in missing]})
+    return pd.concat([verdicts, rows], ignore_index=True) if len(verdicts) else rows.reindex(
+        columns=list(verdicts.columns) or list(rows.columns))
+
+
+def unavailable_experiments(engine, params: dict) -> pd.DataFrame:
+    """Experiments left out of the analysis, each with the plain-words reason (empty when none)."""
+    unavailable = _state(engine, params)["unavailable"]
+    return pd.DataFrame({"experiment_id": list(unavailable), "reason": [u.reason for u in unavailable.values()]})
 
 
 def ab_results(engine, params: dict) -> pd.DataFrame:
@@ -205,8 +226,8 @@ def holdout_table(engine, params: dict) -> pd.DataFrame:
     res = analysis(engine, params).results
     if not holdouts or res.empty:
         return pd.DataFrame(columns=_holdout.COLUMNS)
-    spend = engine.to_pandas(engine.table("spend")) if _has(engine, "spend") else None
-    roi = engine.to_pandas(engine.table("roi")) if _has(engine, "roi") else None
+    spend = engine.to_pandas(engine.table("spend")) if engine.has_table("spend") else None
+    roi = engine.to_pandas(engine.table("roi")) if engine.has_table("roi") else None
     periods = {}
     o = st["outcomes"]
     if o is not None:

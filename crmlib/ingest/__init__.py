@@ -4,6 +4,7 @@ See :mod:`crmlib.ingest.stage` for the notebook-facing functions.
 """
 
 from crmlib.ingest.errors import IngestError
+from crmlib.ingest.preflight import check_sources
 from crmlib.ingest.stage import (
     IngestSummary,
     customer_overview,
@@ -15,7 +16,7 @@ from crmlib.ingest.stage import (
     run_ingest,
 )
 
-__all__ = ["IngestError", "IngestSummary", "run_ingest", "ingest", "rows_by_source", "quarantine_reasons",
+__all__ = ["IngestError", "check_sources", "IngestSummary", "run_ingest", "ingest", "rows_by_source", "quarantine_reasons",
            "identity_links", "customer_overview", "monthly_orders_by_channel", "plot_monthly_orders"]
 
 

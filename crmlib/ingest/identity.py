@@ -45,6 +45,7 @@ import pandas as pd
 from ibis import _
 
 from crmlib.engine import Engine
+from crmlib.params import schema_default
 
 __all__ = ["IdentityResult", "resolve_identities", "pairwise_scores", "RULES", "METHODS"]
 
@@ -141,7 +142,7 @@ def resolve_identities(
     records: ibis.Table | pd.DataFrame,
     *,
     method: str = "splink",
-    match_threshold: float = 0.9,
+    match_threshold: float = schema_default("ingest.identity.match_threshold"),
     salt: str,
     max_key_records: int = 50,
     cannot_link_below: float = 0.5,
@@ -165,7 +166,8 @@ def resolve_identities(
         by a Fellegi-Sunter model. ``"deterministic"``: every shared email, phone or linked id links
         (the baseline; it merges households and colleagues).
     match_threshold : float
-        Minimum Splink match probability to accept a pair.
+        Minimum Splink match probability to accept a pair; default the params schema's
+        ``ingest.identity.match_threshold`` (:mod:`crmlib.params`), the one place it is defined.
     salt : str
         Salt of the customer_key hash.
     max_key_records : int

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,14 +32,17 @@ import duckdb
 import ibis
 import pandas as pd
 
+from crmlib.asof import as_of_end, write_as_of
 from crmlib.engine import Engine
 from crmlib import sql as _sql
 from crmlib.ingest.customers import build_customers, order_totals, parse_tag_rule
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.normalize import normalize_email, phone_lookup
-from crmlib.ingest.quality import check_reconciliation, source_quality
+from crmlib.ingest.quality import check_reconciliation, quality_warnings, source_quality
 from crmlib.ingest.readers import RawSource, read_source, rejected_rows
-from crmlib.ingest.validate import ValidatedSource, run_now_local, validate_source
+from crmlib.ingest.validate import (DEFAULT_MAX_ABS_AMOUNT, ValidatedSource, duplicate_sources, redacted_columns,
+                                    run_now_local, validate_source)
+from crmlib.status import record_warning
 from crmlib.params import CANONICAL_COLUMNS
 
 __all__ = ["IngestSummary", "run_ingest", "ingest", "resolve_salt", "DEFAULT_SALT", "rows_by_source",
@@ -108,24 +110,25 @@ def resolve_salt(params: dict) -> tuple[str, str]:
     env = os.environ.get("CRM_PII_SALT")
     if env:
         return env, "env:CRM_PII_SALT"
-    if params.get("privacy", {}).get("salt"):
+    if params["privacy"]["salt"]:
         return params["privacy"]["salt"], "params:privacy.salt"
     return DEFAULT_SALT, "default"
 
 
 def analysis_end(params: dict) -> dt.datetime | None:
-    """End of the analysis window (naive local): the later of ``run.as_of`` and ``segmentation.clv.holdout_end``.
+    """End of the analysis window (naive local, exclusive: :func:`crmlib.asof.as_of_end`) of the later of
+    ``run.as_of`` and ``segmentation.clv.holdout_end``.
 
     With ``run.as_of`` set, a timestamp after this (plus ``ingest.future_tolerance_hours``) is quarantined as
     a future timestamp, so a run on fixed data gives the same result whatever day it runs. Without it, the
     run's wall-clock time is the cutoff.
     """
-    as_of = params.get("run", {}).get("as_of")
+    as_of = params["run"]["as_of"]
     if not as_of:
         return None
-    holdout = (params.get("segmentation", {}).get("clv", {}) or {}).get("holdout_end")
+    holdout = params["segmentation"]["clv"]["holdout_end"]
     last = max(dt.date.fromisoformat(str(d)) for d in (as_of, holdout) if d)
-    return dt.datetime.combine(last, dt.time.max)
+    return as_of_end(last).to_pydatetime()
 
 
 def run_ingest(ctx: Any, *, now: dt.datetime | None = None) -> IngestSummary:
@@ -168,9 +171,11 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     if salt_source == "default":
         warnings_.append("customer_key uses the public default salt: set CRM_PII_SALT (or privacy.salt) "
                          "so keys cannot be recomputed from raw ids by anyone")
-    tolerance = float(params.get("ingest", {}).get("future_tolerance_hours", 24))
+    tolerance = float(params["ingest"]["future_tolerance_hours"])
     con = engine.con
-    keep_pii = bool(params.get("privacy", {}).get("keep_pii"))
+    keep_pii = bool(params["privacy"]["keep_pii"])
+    max_abs_amount = params["ingest"].get("max_abs_amount", DEFAULT_MAX_ABS_AMOUNT)
+    warnings_ += _check_duplicate_sources(engine, params)
 
     for src in params["sources"]:  # scratch left by an earlier failed run on this connection
         _sql.drop_relation(con, f"ids_{src['name']}")
@@ -183,20 +188,28 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     for src in params["sources"]:
         raw = read_source(engine, src)
         warnings_ += raw.warnings
-        vs = validate_source(raw, timezone=tz, currency=run.get("currency") or "CNY", now_local=future_cutoff,
+        for message in raw.warnings:  # a BOM that overrode the encoding, skipped title rows, no data rows
+            record_warning(engine, "ingest", f"read {raw.name}", message)
+        vs = validate_source(raw, timezone=tz, currency=run["currency"], now_local=future_cutoff,
                              future_tolerance_hours=tolerance,
-                             keep_pii=keep_pii)
+                             keep_pii=keep_pii, max_abs_amount=max_abs_amount)
         base = _materialize_scan(engine, raw, vs)
         rejects = rejected_rows(engine, raw)
+        raw.discard_copy()  # the rows are stored: a transcoded copy of the file (raw PII) goes at once
 
         if rejects:
             base = _renumber_after_rejects(engine, raw, base, rejects)
+            # a line that does not split cannot be redacted field by field: all of it, when it may hold PII
+            personal = raw.kind == "contacts" or bool(redacted_columns(raw, keep_pii) & {*raw.canonical, *raw.extras})
             quarantine_parts.append(ibis.memtable(pd.DataFrame({
                 "source": raw.name, "row_number": [r[0] for r in rejects], "reason": [r[1] for r in rejects],
-                "raw": [r[2] if keep_pii or raw.kind != "contacts" else "<redacted: malformed contacts line>"
+                "raw": [r[2] if keep_pii or not personal else f"<redacted: malformed {raw.kind} line>"
                         for r in rejects]}).astype({"row_number": "int64"})))
         table = vs.decided(base, materialize=engine.scratch)
         quality[raw.name] = source_quality(vs, table, rejects)
+        for message in quality_warnings(raw.name, quality[raw.name]):
+            warnings_.append(message)
+            record_warning(engine, "ingest", raw.name, message)
         decided[raw.name] = (vs, table)
         # quarantined <=> a reason: a filter on the stored column, which the engine applies before the
         # duplicates join and on the scan itself
@@ -207,7 +220,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
 
     # 2. identity records: contacts (normalized) + ids seen in every other kind
     clock = time.perf_counter()
-    region = params.get("privacy", {}).get("default_phone_region", "CN")
+    region = params["privacy"]["default_phone_region"]
     records, contacts, invalid = _identity_records(engine, params, decided, region=region)
     for name, checks in invalid.items():
         quality[name]["checks"].update({k: v for k, v in checks.items() if v})
@@ -217,9 +230,9 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     clock = time.perf_counter()
     if resolve is None:
         from crmlib.ingest.identity import resolve_identities as resolve
-    ident = params.get("ingest", {}).get("identity", {})
-    result = resolve(engine, records, method=ident.get("method", "splink"),
-                     match_threshold=float(ident.get("match_threshold", 0.5)), salt=salt)
+    ident = params["ingest"]["identity"]
+    result = resolve(engine, records, method=ident["method"],
+                     match_threshold=float(ident["match_threshold"]), salt=salt)
     id_map = result.identity_map
     id_map = engine.scratch("ingest_identity_map", id_map.select("source", "source_customer_id",
                                                                  "customer_key", "match_rule"))
@@ -230,7 +243,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
 
     # 3. customers, identity map, quarantine, quality
     clock = time.perf_counter()
-    tags = params.get("ingest", {}).get("tags") or {}
+    tags = params["ingest"]["tags"]
     appearances, appearance_names = _appearances(engine, decided, params, id_map)
     if contacts is not None:
         contacts = contacts.join(id_map, ["source", "source_customer_id"]).select(contacts, id_map.customer_key)
@@ -278,14 +291,31 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
                 _sql.drop_relation(con, relation)
         for relation in ("ingest_contacts", "ingest_identity_map", "ingest_cookie_map"):  # records: dropped above
             _sql.drop_relation(con, relation)
-        # Transcoded copies of source files hold raw PII: they must not outlive the stage.
-        shutil.rmtree(engine.run_dir / ".ingest_tmp", ignore_errors=True)
+    write_as_of(engine, params)  # the run's analysis date, resolved once for every later stage
     return IngestSummary(quality=report, n_customers=n_customers, n_records=int(result.n_records),
                          tables=written, links_by_rule=links, salt_source=salt_source,
                          warnings=warnings_, timings=timings)
 
 
 # -- steps ---------------------------------------------------------------------------------------------
+def _check_duplicate_sources(engine: Engine, params: dict) -> list[str]:
+    """Refuse two sources that are one file or one content (they would double the rows), unless
+    ``ingest.allow_duplicate_sources``: then each pair is a warning (returned and recorded for the run)."""
+    pairs = duplicate_sources(params)
+    if not pairs:
+        return []
+    found = [f"sources {a!r} and {b!r}: {why}" for a, b, why in pairs]
+    if not params["ingest"].get("allow_duplicate_sources"):
+        raise IngestError("the same data is listed as two sources and would be loaded twice (" + "; ".join(found) + ")",
+                          hint="remove one of the two sources from `sources:`, or set "
+                               "ingest.allow_duplicate_sources: true if loading it twice is meant")
+    messages = [f"{f}; both are loaded (ingest.allow_duplicate_sources is true), so their rows count twice"
+                for f in found]
+    for message in messages:
+        record_warning(engine, "ingest", "sources", message)
+    return messages
+
+
 def _materialize_scan(engine: Engine, raw: RawSource, vs: ValidatedSource) -> ibis.Table:
     """Store the validated rows of one scan of the file; CSV/JSON rows are numbered by the store."""
     try:
@@ -419,7 +449,12 @@ def _keyed(t: ibis.Table, src: dict, id_map: ibis.Table) -> ibis.Table:
 
 
 def _cookie_map(decided: dict, params: dict, id_map: ibis.Table) -> ibis.Table | None:
-    """anonymous_id -> customer_key from events/touches carrying both (the most frequent key wins)."""
+    """anonymous_id -> customer_key: the project's one cookie-stitching rule (ROI and A/B read its result).
+
+    Loaded events/touches rows carrying both a cookie and a customer id vote; the customer_key seen with
+    the cookie most often wins, a tie goes to the smallest key (the same answer on every run). Rows
+    without a customer_key then take their cookie's key; cookies never seen with one stay anonymous.
+    """
     parts = []
     for src in params["sources"]:
         vs, t = decided[src["name"]]
@@ -453,7 +488,7 @@ def _fact_rows(vs: ValidatedSource, t: ibis.Table, params: dict, id_map: ibis.Ta
         else:
             cols[name] = _col(keyed, name, typ)
     extras = vs.raw.extras
-    if kind == "surveys" and "comment" in keyed.columns and params.get("privacy", {}).get("keep_pii"):
+    if kind == "surveys" and "comment" in keyed.columns and params["privacy"]["keep_pii"]:
         extras = [*extras, "comment"]  # free text may name people: only with keep_pii
     extra_map = (ibis.map(ibis.array([ibis.literal(e) for e in extras]),
                           ibis.array([keyed[e].cast("string") for e in extras]))

@@ -8,10 +8,19 @@ is scanned once, by the engine. Its result has, per file row:
 * ``_status`` - ``loaded`` | ``quarantined`` | ``duplicate``,
 * ``_reason`` - why a row is quarantined, ``<check>:<column>`` (first failing check wins), e.g.
   ``bad_date:order_ts``, ``bad_number:amount``, ``missing_value:source_customer_id``,
-  ``future_timestamp:order_ts``, ``negative_cost:cost``, ``out_of_range:nps_score``,
-* ``_raw`` - the row as delimited text (quarantined rows only; name, email and phone read
-  ``<redacted>`` unless ``privacy.keep_pii``),
+  ``future_timestamp:order_ts``, ``negative_cost:cost``, ``out_of_range:nps_score``; bad numbers and
+  dates add, in parentheses, what is wrong and how to fix it, e.g. ``bad_number:amount (amount does not
+  fit decimal '.' / thousands ',': it looks like a decimal comma; set decimal: ',' on source
+  eshop_orders)``. :func:`reason_check` gives the ``<check>:<column>`` part (the data-quality counts use
+  it). The value itself is in ``_raw``, so that one reason groups many rows.
+* ``_raw`` - the row as delimited text (quarantined rows only). Unless ``privacy.keep_pii``, name, email,
+  phone and survey comments read ``<redacted>``, and so does every unmapped column of a contacts source
+  and any unmapped column whose header names personal data (``wechat_id``, ``收货人``, ``address``, ...):
+  an export's free columns (``备注``) hold phone numbers and names as often as not.
 * ``_nulled_<column>`` flags - an *optional* value that did not parse was set to null (row kept),
+* ``_grouped_<column>`` flags - a strict number column's text held a thousands separator (with the
+  quarantine reasons, :func:`crmlib.ingest.quality.source_quality` tells a column that mixes decimal
+  conventions: ``12,500`` read as 12500 beside ``12,50`` quarantined as a decimal comma),
 * ``_row_hash`` - a 64-bit hash of the row's values, for :func:`identical_rows_kept` (kinds without
   whole-row deduplication; for orders only on rows without an ``order_id``).
 
@@ -20,7 +29,15 @@ Rules
 * A required column's value missing or unparseable quarantines the row; so does an unparseable
   amount/cost/score or event time even where the column is optional (a wrong number would
   silently change revenue or ROI). Other optional values (birth date, signup time, consent, loyalty
-  points, impressions/clicks) that do not parse are nulled and counted as checks.
+  points, impressions/clicks) that do not parse are nulled and counted as checks
+  (``invalid_<column>_nulled``): dropping the row would lose the money or identity it carries.
+* Numbers are parsed under the source's ``decimal``/``thousands`` (:class:`~crmlib.ingest.normalize.NumberFormat`),
+  never guessed. A number that is not finite (``inf``, ``nan``, beyond the float range) is a bad number;
+  one whose magnitude exceeds ``ingest.max_abs_amount`` (and always beyond 1e15, where float64 no
+  longer holds cents exactly and sums of such values overflow downstream) is ``out_of_range``. Both
+  quarantine on the columns above and null the value on the others.
+* Dates: see :func:`~crmlib.ingest.normalize.parse_timestamp`. ``03/04/2026`` is never guessed as
+  day-first or month-first: without ``date_format`` such a value is a bad date whose reason says to set it.
 * **Future timestamp**: an event time later than the run's wall-clock time (in ``run.timezone``) plus
   ``ingest.future_tolerance_hours``.
 * **Duplicates** (among rows that passed validation; the first by file row is kept):
@@ -34,19 +51,24 @@ Rules
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import ibis
 
-from crmlib.ingest.normalize import (clean_text, finite_or_null, parse_bool, parse_date, parse_gender,
-                                     parse_number_text, parse_timestamp)
+from crmlib.ingest.errors import IngestError
+from crmlib.ingest.normalize import (NumberFormat, clean_text, date_problem, finite_or_null, number_format,
+                                     number_problem, parse_bool, parse_date, parse_gender, parse_number_text,
+                                     parse_timestamp)
 from crmlib.ingest.readers import RawSource
 from crmlib.params import REQUIRED_COLUMNS
 
 __all__ = ["COLUMN_TYPES", "ValidatedSource", "validate_source", "with_status", "run_now_local", "identical_rows_kept",
-           "DEDUP_BY_ID", "DEDUP_WHOLE_ROW"]
+           "DEDUP_BY_ID", "DEDUP_WHOLE_ROW", "reason_check", "duplicate_sources", "DEFAULT_MAX_ABS_AMOUNT",
+           "FINITE_SAFE_BOUND", "redacted_columns"]
 
 # canonical column -> type, per kind; columns not listed are text (trimmed, empty -> null)
 COLUMN_TYPES: dict[str, dict[str, str]] = {
@@ -69,6 +91,13 @@ DEDUP_BY_ID = {"orders": "order_id"}
 PII_COLUMNS = ("name", "email", "phone")
 DEDUP_WHOLE_ROW = ("contacts", "experiments", "surveys")
 _REASON_WORD = {"timestamp": "bad_date", "date": "bad_date", "number": "bad_number", "boolean": "bad_boolean", "gender": "bad_gender"}
+DEFAULT_MAX_ABS_AMOUNT = 1e9
+# beyond 2**53 ~ 9e15 float64 no longer holds whole cents; 1e15 leaves room for sums over many rows
+FINITE_SAFE_BOUND = 1e15
+# words in an unmapped header that say the column holds personal data (matched in the lower-cased header)
+_PERSONAL_HEADER_WORDS = ("name", "mail", "phone", "mobile", "tel", "wechat", "weixin", "qq", "address", "addr",
+                          "contact", "id_card", "idcard", "passport", "姓名", "名字", "手机", "电话", "邮箱", "微信",
+                          "地址", "收货人", "联系人", "身份证", "备注", "remark", "note", "comment")
 
 
 @dataclass
@@ -83,6 +112,8 @@ class ValidatedSource:
     base: ibis.Table
     nulled_columns: list[str]
     value_columns: list[str]
+    # strict number columns with a ``_grouped_<column>`` flag: the text held a thousands separator
+    grouped_columns: list[str] = field(default_factory=list)
 
     def decided(self, base: ibis.Table | None = None,
                 materialize: Callable[[str, ibis.Table], ibis.Table] | None = None) -> ibis.Table:
@@ -112,8 +143,60 @@ def run_now_local(timezone: str, now: dt.datetime | None = None) -> dt.datetime:
     return now.astimezone(zoneinfo.ZoneInfo(timezone)).replace(tzinfo=None)
 
 
+def reason_check(reason: str) -> str:
+    """The ``<check>:<column>`` part of a quarantine reason (without the explanation in parentheses)."""
+    return reason.split(" (", 1)[0]
+
+
+def redacted_columns(raw: RawSource, keep_pii: bool) -> set[str]:
+    """The columns whose values ``_raw`` (the quarantine table) replaces by ``<redacted>``."""
+    if keep_pii:
+        return set()
+    hidden = set(PII_COLUMNS) | {"comment"}
+    if raw.kind == "contacts":
+        hidden |= set(raw.extras)  # a contacts export's free columns are about the person
+    hidden |= {c for c in raw.extras if any(w in c.lower() for w in _PERSONAL_HEADER_WORDS)}
+    return hidden
+
+
+def duplicate_sources(params: dict) -> list[tuple[str, str, str]]:
+    """Pairs of sources that would load the same data twice: ``(source a, source b, why)``.
+
+    Two sources are the same data when their paths resolve to one file (``orders.csv`` and
+    ``./orders.csv``, a symlink) or when their files have the same content (sha256; only files of equal
+    size are hashed). Missing files are left to the checks that report them.
+    """
+    files = []
+    for src in params.get("sources", []):
+        path = str(src.get("path", ""))
+        if os.path.isfile(path):
+            files.append((src["name"], path, os.path.realpath(path), os.path.getsize(path)))
+    pairs: list[tuple[str, str, str]] = []
+    digests: dict[str, str] = {}
+    for i, (a, path_a, real_a, size_a) in enumerate(files):
+        for b, path_b, real_b, size_b in files[i + 1:]:
+            if real_a == real_b:
+                pairs.append((a, b, f"both read the file {real_a}"))
+            elif size_a == size_b and size_a > 0:
+                for real in (real_a, real_b):
+                    if real not in digests:
+                        digests[real] = _sha256(real)
+                if digests[real_a] == digests[real_b]:
+                    pairs.append((a, b, f"{path_a} and {path_b} have the same content (sha256 {digests[real_a][:16]}...)"))
+    return pairs
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: dt.datetime,
-                    future_tolerance_hours: float = 24.0, keep_pii: bool = False) -> ValidatedSource:
+                    future_tolerance_hours: float = 24.0, keep_pii: bool = False,
+                    max_abs_amount: float | None = DEFAULT_MAX_ABS_AMOUNT) -> ValidatedSource:
     """Type every column and decide every row of ``raw`` (see the module docstring for the rules).
 
     Parameters
@@ -129,11 +212,27 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
     future_tolerance_hours : float
         ``ingest.future_tolerance_hours``.
     keep_pii : bool
-        ``privacy.keep_pii``; when false, name/email/phone are replaced by ``<redacted>`` in ``_raw``.
+        ``privacy.keep_pii``; when false, personal columns are replaced by ``<redacted>`` in ``_raw``
+        (:func:`redacted_columns`).
+    max_abs_amount : float, optional
+        ``ingest.max_abs_amount``: a number of larger magnitude is out of range (null: only the fixed
+        :data:`FINITE_SAFE_BOUND`).
+
+    Raises
+    ------
+    IngestError
+        When the source's ``decimal``/``thousands`` cannot be used together.
     """
     kind, t = raw.kind, raw.table
     types = COLUMN_TYPES[kind]
     date_format = raw.source.get("date_format")
+    try:
+        fmt = number_format(raw.source)
+    except ValueError as exc:
+        raise IngestError(str(exc), source=raw.name, path=raw.path,
+                          hint="set decimal: '.' or ',' and thousands: ',', '.', ' ', \"'\", '' or null "
+                               "(the usual one for the decimal mark) on this source") from None
+    max_abs = FINITE_SAFE_BOUND if max_abs_amount is None else min(float(max_abs_amount), FINITE_SAFE_BOUND)
     required = set(REQUIRED_COLUMNS[kind])
     strict = required | _STRICT_OPTIONAL.get(kind, set()) | {_EVENT_TIME.get(kind)}
     limit = now_local + dt.timedelta(hours=future_tolerance_hours)
@@ -149,7 +248,7 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
     parsed: dict[str, ibis.Value] = {"_row_number": trimmed._row_number} if numbered else {}
     for col in raw.canonical:
         kind_of = types.get(col, "text")
-        parsed[col] = _PARSERS[kind_of](trimmed[f"_in_{col}"], timezone, date_format)
+        parsed[col] = _PARSERS[kind_of](trimmed[f"_in_{col}"], timezone, date_format, fmt)
         if kind_of != "text":
             parsed[f"_in_{col}"] = trimmed[f"_in_{col}"]
     if kind == "orders":
@@ -160,18 +259,50 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
             parsed[col] = trimmed[f"_o{i}"]
     parsed.update({f"_o{i}": trimmed[f"_o{i}"] for i in range(len(all_cols))})
     p = trimmed.select(**parsed)
+    # why a number or date did not parse: computed on the failing rows only, once per column
+    why = {}
+    for col in [c for c in raw.canonical if c in strict]:
+        kind_of = types.get(col, "text")
+        if kind_of == "number":
+            failed = p[f"_in_{col}"].notnull() & p[col].isnull()
+            why[f"_why_{col}"] = ibis.ifelse(failed, number_problem(p[f"_in_{col}"], fmt), ibis.null("string"))
+        elif kind_of in ("timestamp", "date"):
+            failed = p[f"_in_{col}"].notnull() & p[col].isnull()
+            why[f"_why_{col}"] = ibis.ifelse(failed, date_problem(p[f"_in_{col}"], date_format), ibis.null("string"))
+    if why:
+        p = p.mutate(**why)
 
     # Step 2: decide, on the parsed columns.
     reasons: list[tuple[ibis.Value, str]] = []
     nulled: dict[str, ibis.Value] = {}
     typed: dict[str, ibis.Value] = {}
+    grouped: dict[str, ibis.Value] = {}
     for col in raw.canonical:
         kind_of = types.get(col, "text")
         value = finite_or_null(p[col]) if kind_of == "number" else p[col]
         text = p[f"_in_{col}"] if kind_of != "text" else value
         if col in required:
             reasons.append((text.isnull(), f"missing_value:{col}"))
-        if kind_of != "text":
+        if kind_of == "number":
+            huge = value.abs() > max_abs
+            if col in strict:
+                reasons += [(p[f"_why_{col}"] == code, msg) for code, msg in
+                            _number_reasons(col, raw.name, fmt).items()]
+                reasons.append((text.notnull() & value.isnull(), _non_finite_reason(col)))
+                reasons.append((huge, _huge_reason(col, max_abs)))
+                if fmt.separators:  # for the mixed-marks check of crmlib.ingest.quality
+                    grouped[col] = ibis.or_(*[text.contains(sep) for sep in fmt.separators]).fill_null(False)
+            else:
+                nulled[col] = (text.notnull() & value.isnull()) | huge.fill_null(False)
+                value = ibis.ifelse(huge.fill_null(False), ibis.null("float64"), value)
+        elif kind_of in ("timestamp", "date"):
+            unparsed = text.notnull() & value.isnull()
+            if col in strict:
+                reasons += [(p[f"_why_{col}"] == code, msg) for code, msg in
+                            _date_reasons(col, raw.name, date_format).items()]
+            else:
+                nulled[col] = unparsed
+        elif kind_of != "text":
             unparsed = text.notnull() & value.isnull()
             if col in strict:
                 reasons.append((unparsed, f"{_REASON_WORD[kind_of]}:{col}"))
@@ -203,7 +334,7 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
                          else_=ibis.null("string")) if reasons else ibis.null("string"))
     p = p.mutate(_reason=reason)
     delim = raw.source.get("delimiter") or ("\t" if raw.format == "tsv" else ",")
-    pii = set() if keep_pii else set(PII_COLUMNS)
+    pii = redacted_columns(raw, keep_pii)
     raw_text = ibis.literal(delim).join([
         ibis.ifelse(p[f"_o{i}"].isnull(), "", "<redacted>") if c in pii else _quote_field(p[f"_o{i}"], delim)
         for i, c in enumerate(all_cols)])
@@ -213,6 +344,7 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
         _reason=p._reason,
         _raw=ibis.ifelse(p._reason.notnull(), raw_text, ibis.null("string")),
         **{f"_nulled_{c}": flag.fill_null(False) for c, flag in _rebind(nulled, p).items()},
+        **{f"_grouped_{c}": flag for c, flag in _rebind(grouped, p).items()},
     )
     if kind not in DEDUP_WHOLE_ROW:
         # identical_rows_kept looks for repeats among millions of rows: with a stored hash of each row's
@@ -222,7 +354,8 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
         if key in typed:  # rows with an id are never "identical rows kept"
             row_hash = ibis.ifelse(decided[key].isnull(), row_hash, ibis.null("int64"))
         decided = decided.mutate(_row_hash=row_hash)
-    return ValidatedSource(raw=raw, base=decided, nulled_columns=list(nulled), value_columns=list(typed))
+    return ValidatedSource(raw=raw, base=decided, nulled_columns=list(nulled), value_columns=list(typed),
+                           grouped_columns=list(grouped))
 
 
 def _scan_order_number() -> ibis.Value:
@@ -231,13 +364,56 @@ def _scan_order_number() -> ibis.Value:
 
 
 _PARSERS = {
-    "timestamp": lambda c, tz, fmt: parse_timestamp(c, timezone=tz, date_format=fmt, cleaned=True),
-    "date": lambda c, tz, fmt: parse_date(c, timezone=tz, date_format=fmt, cleaned=True),
-    "number": lambda c, tz, fmt: parse_number_text(c, cleaned=True),  # finite_or_null in step 2
-    "boolean": lambda c, tz, fmt: parse_bool(c, cleaned=True),
-    "gender": lambda c, tz, fmt: parse_gender(c, cleaned=True),
-    "text": lambda c, tz, fmt: c,
+    "timestamp": lambda c, tz, dfmt, nfmt: parse_timestamp(c, timezone=tz, date_format=dfmt, cleaned=True),
+    "date": lambda c, tz, dfmt, nfmt: parse_date(c, timezone=tz, date_format=dfmt, cleaned=True),
+    "number": lambda c, tz, dfmt, nfmt: parse_number_text(c, fmt=nfmt, cleaned=True),  # finite_or_null in step 2
+    "boolean": lambda c, tz, dfmt, nfmt: parse_bool(c, cleaned=True),
+    "gender": lambda c, tz, dfmt, nfmt: parse_gender(c, cleaned=True),
+    "text": lambda c, tz, dfmt, nfmt: c,
 }
+
+
+def _number_reasons(col: str, source: str, fmt: NumberFormat) -> dict[str, str]:
+    """Quarantine reason per :func:`~crmlib.ingest.normalize.number_problem` code."""
+    fits = f"{col} does not fit {fmt.describe()}"
+    return {
+        "decimal_comma": f"bad_number:{col} ({fits}: it looks like a decimal comma; set decimal: ',' on source {source})",
+        "decimal_point": (f"bad_number:{col} ({fits}: it looks like a decimal point; set decimal: '.' on source "
+                          f"{source}, or fix the value)"),
+        "grouping": (f"bad_number:{col} ({fits}: a thousands separator must group exactly three digits; fix the "
+                     f"value, or set thousands: on source {source})"),
+        "sign": f"bad_number:{col} ({col} has two signs or a minus inside parentheses; fix the value in the file)",
+        "not_a_number": (f"bad_number:{col} ({col} is not a number (read with {fmt.describe()}, currency marks "
+                         f"allowed); fix the value in the file)"),
+    }
+
+
+def _non_finite_reason(col: str) -> str:
+    return (f"bad_number:{col} ({col} is not a finite number (inf, nan, or beyond the float range); fix the "
+            f"value in the file)")
+
+
+def _huge_reason(col: str, bound: float) -> str:
+    return (f"out_of_range:{col} (|{col}| is larger than {bound:g}, the ingest.max_abs_amount bound; fix the "
+            f"value, or raise ingest.max_abs_amount if such values are real)")
+
+
+def _date_reasons(col: str, source: str, date_format: str | None) -> dict[str, str]:
+    """Quarantine reason per :func:`~crmlib.ingest.normalize.date_problem` code."""
+    accepted = ("ISO 8601 2026-03-01[ 14:05[:09]] with an optional +08:00/Z offset, 2026/3/1, 20260301, "
+                "2026年3月1日, or an Excel serial day")
+    if date_format:
+        other = (f"{col} matches neither date_format {date_format!r} nor {accepted}; fix the value, or "
+                 f"date_format on source {source}")
+    else:
+        other = f"{col} is not a date in an accepted format ({accepted}); set date_format: on source {source}"
+    return {
+        "no_such_date": (f"bad_date:{col} ({col} is not a calendar date (month 1-12, a day the month has); fix "
+                         f"the value in the file)"),
+        "day_month_order": (f"bad_date:{col} ({col} could be day/month or month/day and is never guessed; set "
+                            f"date_format: '%d/%m/%Y' or '%m/%d/%Y' on source {source})"),
+        "not_a_date": f"bad_date:{col} ({other})",
+    }
 
 
 def _rebind(exprs: dict[str, ibis.Value], table: ibis.Table) -> dict[str, ibis.Value]:

@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from crmlib.roi.mmm import MediaMixModel
+from crmlib.status import CannotCompute
 
 __all__ = ["BudgetResult", "reallocate_budget", "CAVEATS"]
 
@@ -87,7 +88,7 @@ def reallocate_budget(mmm: MediaMixModel, *, bounds: float = 0.3) -> BudgetResul
     summary = all_rows.loc[list(mmm.channels_)]
     channels = list(summary.index)
     if not channels:
-        raise ValueError("the media-mix model has no channel with spend")
+        raise CannotCompute("the media-mix model has no modelled channel with spend, so there is no budget to move.")
     current = summary["mean_weekly_spend"].to_numpy(float)
     identified = summary["identified"].to_numpy(bool)
     lower = np.where(identified, (1 - bounds) * current, current)

@@ -2,7 +2,7 @@
 
 Every rule gives each converting journey's measures (conversions, value, ...) to its touches with
 shares that sum to 1, so each model's credits sum to the observed totals of every measure.
-Touches are counted with repeats (``a>a>b`` gives ``a`` two linear shares of three). Non-converting
+Touches are counted with repeats (path ``(a, a, b)`` gives ``a`` two linear shares of three). Non-converting
 journeys (``nulls``) carry no credit under these rules.
 
 Output of every function: a DataFrame with one row per channel, columns ``channel`` and one column per
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from crmlib.roi.paths import measures_of, tokenize, validate_path_table
+from crmlib.roi.paths import label_array, measures_of, tokenize, validate_path_table
 
 __all__ = [
     "first_touch",
@@ -30,27 +30,37 @@ __all__ = [
 
 
 def explode_paths(paths: pd.DataFrame) -> pd.DataFrame:
-    """One row per touch of each converting path: ``row`` (path index), ``pos``, ``length``, ``channel``."""
+    """One row per touch of each converting path: ``row`` (path index), ``pos``, ``length``, ``code``
+    (position of the touch's label in ``attrs["channels"]``, the sorted labels) and ``channel`` (the label)."""
     conv = paths[paths["conversions"] > 0]
     channels, codes, row, lengths = tokenize(conv["path"])
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "row": conv.index.to_numpy()[row] if len(row) else np.array([], dtype=np.int64),
             "pos": np.arange(len(codes)) - starts,
             "length": np.repeat(lengths, lengths),
-            "channel": np.asarray(channels, dtype=object)[codes] if len(codes) else np.array([], dtype=object),
+            "code": codes,
+            "channel": label_array(channels)[codes] if len(codes) else np.array([], dtype=object),
         }
     )
+    out.attrs["channels"] = channels
+    return out
+
+
+def _sum_by_label(touches: pd.DataFrame, credited: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Credits summed per label (grouped by code, so a label is never compared as text), in label order."""
+    channels = touches.attrs["channels"]
+    codes = touches["code"].to_numpy(np.int64)
+    out = pd.DataFrame({"channel": label_array(channels)})
+    for m, values in credited.items():
+        out[m] = np.bincount(codes, weights=values, minlength=len(channels)) if len(channels) else np.array([])
+    return out
 
 
 def _credit(paths: pd.DataFrame, touches: pd.DataFrame, shares: np.ndarray) -> pd.DataFrame:
-    measures = measures_of(paths)
-    credited = pd.DataFrame({"channel": touches["channel"].to_numpy()})
-    for m in measures:
-        credited[m] = shares * paths[m].to_numpy()[_positions(paths, touches)]
-    out = credited.groupby("channel", sort=True, as_index=False)[measures].sum()
-    return out.reset_index(drop=True)
+    positions = _positions(paths, touches)
+    return _sum_by_label(touches, {m: shares * paths[m].to_numpy(float)[positions] for m in measures_of(paths)})
 
 
 def _positions(paths: pd.DataFrame, touches: pd.DataFrame) -> np.ndarray:
@@ -133,7 +143,7 @@ def time_decay(paths: pd.DataFrame) -> pd.DataFrame:
     measures = measures_of(paths)
     t = explode_paths(paths)
     conv = paths[paths["conversions"] > 0]
-    credited = pd.DataFrame({"channel": t["channel"].to_numpy()})
+    credited = {}
     for m in measures:
         # explode_paths walks converting rows in order and positions 0..n-1, so the arrays line up.
         arrays = [np.asarray(a, dtype=float) for a in conv[f"decay_{m}"]]
@@ -141,4 +151,4 @@ def time_decay(paths: pd.DataFrame) -> pd.DataFrame:
         if len(flat) != len(t):
             raise ValueError(f"decay_{m} arrays do not match the path lengths")
         credited[m] = flat
-    return credited.groupby("channel", sort=True, as_index=False)[measures].sum().reset_index(drop=True)
+    return _sum_by_label(t, credited)

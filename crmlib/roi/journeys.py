@@ -7,7 +7,8 @@ Definitions (also returned in ``JourneyResult.conventions``)
   amounts) and zero-amount orders never convert. Conversion value = order amount.
 * **Converting journey**: the customer's touches with
   ``order_ts - lookback_days <= touch_ts <= order_ts`` and ``touch_ts >`` the customer's previous
-  positive order (at any date, also before the period). Touches are ordered by ``(touch_ts, label)``.
+  positive order (at any date, also before the period). Touches are ordered by ``(touch_ts, label)``
+  (labels in code-point order, a missing campaign first).
   A conversion without such touches is *untouched* (reported, not attributed).
 * **New customer**: a conversion that is the customer's first positive order in the orders table (orders at
   one time are ordered by order_id, then amount, so that the first is the same on every run).
@@ -16,10 +17,14 @@ Definitions (also returned in ``JourneyResult.conventions``)
   the ``lookback_days`` before the customer's last such touch (so null paths are as long as converting
   ones can be). Touches followed by a conversion after ``period_end`` count as non-converting (the
   period censors them).
-* **Anonymous touches**: a touch without ``customer_key`` is stitched to a customer when its
-  ``anonymous_id`` maps to exactly one customer (through ``events`` rows carrying both ids, or an
-  ``identity_map`` row whose ``source_customer_id`` equals the anonymous id); the rest are counted as
-  unattributable and left out of journeys.
+* **Anonymous touches**: the ingest stage stitches cookies (one rule, in
+  :mod:`crmlib.ingest.stage`: an ``anonymous_id`` takes the customer it is seen with most often on
+  rows carrying both ids) and writes the result in ``touchpoints.customer_key``; journeys use that
+  column as written. Touches still without ``customer_key`` are counted as unattributable and left
+  out of journeys.
+* **Labels are data**: a path is a tuple of step labels (:mod:`crmlib.roi.paths`); the engine
+  numbers the distinct labels and collects each journey as an ordered array of those numbers, so a
+  channel or campaign name is never joined into, or parsed out of, a string.
 * **Time decay**: touch weight ``2 ** (-age_days / half_life_days)``, age = order_ts - touch_ts in
   days (fractional), normalised within each journey; stored per path position as ``decay_<measure>``.
 """
@@ -34,10 +39,10 @@ from datetime import date, datetime, timedelta
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from crmlib.roi.paths import SEP
 
-__all__ = ["JourneyResult", "build_journeys", "stitch_anonymous_touches"]
+__all__ = ["JourneyResult", "build_journeys"]
 
 
 @dataclass
@@ -54,7 +59,8 @@ class JourneyResult:
     time_to_convert : pandas.DataFrame
         ``days`` (whole days from the journey's first touch to the order, floored) -> ``conversions``.
     summary : dict
-        Counts: conversions, value, touched/untouched conversions, touches used/unattributable/stitched.
+        Counts: conversions, value, touched/untouched conversions, touches in the period, unattributable
+        (no customer_key) and attributed through a cookie (``anonymous_id`` with a customer_key).
     conventions : dict
         The parameters and definitions used.
     """
@@ -83,39 +89,6 @@ def _to_ts(value: str | date | datetime | None, *, end: bool = False) -> datetim
     return ts.to_pydatetime()
 
 
-def stitch_anonymous_touches(
-    touchpoints: ibis.Table,
-    *,
-    events: ibis.Table | None = None,
-    identity_map: ibis.Table | None = None,
-) -> ibis.Table:
-    """Fill ``customer_key`` of anonymous touches whose ``anonymous_id`` maps to exactly one customer.
-
-    Adds a boolean column ``stitched``. Mappings come from ``events`` rows that carry both
-    ``anonymous_id`` and ``customer_key`` and from ``identity_map`` rows whose ``source_customer_id``
-    equals the anonymous id; an anonymous id seen with several customers is left unattributable.
-    """
-    candidates = []
-    if events is not None and {"anonymous_id", "customer_key"} <= set(events.columns):
-        e = events.filter(events.anonymous_id.notnull(), events.customer_key.notnull())
-        candidates.append(e.select(anon=e.anonymous_id.cast("string"), key=e.customer_key.cast("string")))
-    if identity_map is not None and {"source_customer_id", "customer_key"} <= set(identity_map.columns):
-        m = identity_map.filter(identity_map.source_customer_id.notnull(), identity_map.customer_key.notnull())
-        candidates.append(m.select(anon=m.source_customer_id.cast("string"), key=m.customer_key.cast("string")))
-    t = touchpoints
-    if "anonymous_id" not in t.columns or not candidates:
-        return t.mutate(stitched=ibis.literal(False))
-    pairs = candidates[0] if len(candidates) == 1 else ibis.union(*candidates, distinct=True)
-    pairs = pairs.distinct()
-    unique = pairs.group_by("anon").agg(n_keys=pairs.key.nunique(), map_key=pairs.key.max())
-    unique = unique.filter(unique.n_keys == 1).select("anon", "map_key")
-    joined = t.left_join(unique, t.anonymous_id.cast("string") == unique.anon)
-    stitched = t.customer_key.isnull() & joined.map_key.notnull()
-    return joined.mutate(
-        customer_key=ibis.coalesce(joined.customer_key, joined.map_key), stitched=stitched
-    ).drop("anon", "map_key")
-
-
 def build_journeys(
     touchpoints: ibis.Table,
     orders: ibis.Table,
@@ -125,8 +98,6 @@ def build_journeys(
     period_start: str | date | datetime | None = None,
     period_end: str | date | datetime | None = None,
     label: str = "channel",
-    events: ibis.Table | None = None,
-    identity_map: ibis.Table | None = None,
     clv: ibis.Table | None = None,
 ) -> JourneyResult:
     """Build journeys in the engine and aggregate them to a path table.
@@ -134,7 +105,8 @@ def build_journeys(
     Parameters
     ----------
     touchpoints, orders : ibis.Table
-        The run's ``touchpoints`` and ``orders`` tables (contract schema).
+        The run's ``touchpoints`` and ``orders`` tables (contract schema), with ``customer_key`` as
+        ingest wrote it (cookies already stitched).
     lookback_days : float, default 30
         Touches older than this before a conversion are not part of its journey.
     half_life_days : float, default 7
@@ -142,10 +114,8 @@ def build_journeys(
     period_start, period_end : date-like, optional
         Analysis period (inclusive dates). ``None``: unbounded.
     label : {"channel", "campaign"}
-        What a path step is: the touch's channel, or ``channel:campaign_id`` (``channel:(none)`` when
-        the touch has no campaign) for campaign-level attribution.
-    events, identity_map : ibis.Table, optional
-        Used to stitch anonymous touches (:func:`stitch_anonymous_touches`).
+        What a path step is: the touch's channel name, or the pair ``(channel, campaign_id)``
+        (``campaign_id`` ``None`` when the touch has no campaign) for campaign-level attribution.
     clv : ibis.Table, optional
         ``customer_key, clv``: adds the measure ``new_clv`` (CLV of new customers) for LTV:CAC.
 
@@ -187,28 +157,40 @@ def build_journeys(
     conv = cache.store(conv)  # the journeys, their paths and the totals read it: its windows run once
 
     # -- touches ----------------------------------------------------------------------------------
-    t = stitch_anonymous_touches(touchpoints, events=events, identity_map=identity_map)
+    t = touchpoints
     if label == "channel":
-        step = t.channel.cast("string")
+        label_cols = {"channel": t.channel.cast("string")}
     elif label == "campaign":
         campaign = t.campaign_id.cast("string") if "campaign_id" in t.columns else ibis.literal(None, "string")
-        step = t.channel.cast("string") + ":" + campaign.fill_null("(none)")
+        label_cols = {"channel": t.channel.cast("string"), "campaign_id": campaign}
     else:
         raise ValueError("label must be 'channel' or 'campaign'")
-    t = t.mutate(
-        step=step.replace(SEP, "_"),
-        touch_ts=t.touch_ts.cast("timestamp"),
+    t = t.select(
         customer_key=t.customer_key.cast("string"),
+        touch_ts=t.touch_ts.cast("timestamp"),
+        has_cookie=(t.anonymous_id.notnull() if "anonymous_id" in t.columns else ibis.literal(False)),
+        **label_cols,
     )
     if end_excl is not None:
         t = t.filter(t.touch_ts < end_excl)
-    # stored once: the summary, the converting and the non-converting journeys all read the stitched touches
-    t = cache.store(t.select("customer_key", "touch_ts", "step", "stitched"))
+    # every distinct label gets a number in label order (missing campaign first): journeys are arrays of
+    # numbers, so names stay data, and ordering ties by number is ordering them by label
+    names = list(label_cols)
+    labels = t.select(*names).distinct()
+    labels = cache.store(labels.mutate(step=ibis.row_number().over(
+        order_by=[labels[n].asc(nulls_first=True) for n in names])))
+    label_of = _label_lookup(labels.to_pandas(), names)
+    # equality keys (a hash join); a missing campaign matches a missing campaign through the null flag
+    on = [t.channel == labels.channel]
+    for n in names[1:]:
+        on += [t[n].fill_null("") == labels[n].fill_null(""), t[n].isnull() == labels[n].isnull()]
+    t = cache.store(t.join(labels, on).select("customer_key", "touch_ts", "step", "has_cookie"))
+    # stored above: the summary, the converting and the non-converting journeys all read these touches
     in_period = t if start is None else t.filter(t.touch_ts >= start)
     touch_summary = in_period.aggregate(
         touches=in_period.count(),
         unattributable=in_period.customer_key.isnull().cast("int64").sum(),
-        stitched=in_period.stitched.cast("int64").sum(),
+        cookie_attributed=(in_period.has_cookie & in_period.customer_key.notnull()).cast("int64").sum(),
     ).to_pandas().iloc[0]
     t = t.filter(t.customer_key.notnull()).select("customer_key", "touch_ts", "step")
 
@@ -232,7 +214,7 @@ def build_journeys(
     j = cache.store(j)
     measures = ["conversions", "value", "new_customers"] + (["new_clv"] if clv is not None else [])
     conv_paths = j.group_by("conv_id").agg(
-        path=j.step.group_concat(SEP, order_by=[j.touch_ts, j.step]),
+        path=j.step.collect(order_by=[j.touch_ts, j.step]),
         n_touches=j.count(),
         first_touch_ts=j.touch_ts.min(),
     )
@@ -240,12 +222,13 @@ def build_journeys(
     conv_paths = conv_paths.mutate(conversions=ibis.literal(1.0), value=conv_paths.amount, new_customers=conv_paths.is_new)
     conv_paths = cache.store(conv_paths)
     agg = {m: conv_paths[m].sum() for m in measures}
-    paths_conv = conv_paths.group_by("path").agg(**agg).to_pandas()
+    paths_conv = _fetch(conv_paths.group_by("path").agg(**agg))
 
     jp = j.join(conv_paths.select("conv_id", "path"), "conv_id")
     jp = jp.mutate(conversions=ibis.literal(1.0), value=jp.amount, new_customers=jp.is_new)
     decay = jp.group_by(["path", "pos"]).agg(**{f"decay_{m}": (jp[m] * jp.w).sum() for m in measures})
-    decay = decay.to_pandas().sort_values(["path", "pos"], ignore_index=True)
+    decay = _fetch(decay.group_by("path").agg(**{f"decay_{m}": decay[f"decay_{m}"].collect(order_by=decay.pos)
+                                                 for m in measures}))
 
     # -- non-converting journeys ------------------------------------------------------------------
     nt = in_period.filter(in_period.customer_key.notnull()).select("customer_key", "touch_ts", "step")
@@ -254,21 +237,24 @@ def build_journeys(
     nt = nt.mutate(last_touch_ts=nt.touch_ts.max().over(ibis.window(group_by=nt.customer_key)))
     nt = nt.filter(nt.touch_ts >= nt.last_touch_ts - lookback)
     null_journeys = nt.group_by("customer_key").agg(
-        path=nt.step.group_concat(SEP, order_by=[nt.touch_ts, nt.step]), n_touches=nt.count()
+        path=nt.step.collect(order_by=[nt.touch_ts, nt.step]), n_touches=nt.count()
     )
     null_journeys = cache.store(null_journeys)
-    paths_null = null_journeys.group_by("path").agg(nulls=null_journeys.count()).to_pandas()
+    paths_null = _fetch(null_journeys.group_by("path").agg(nulls=null_journeys.count()))
 
     # -- assemble the path table ------------------------------------------------------------------
     paths = paths_conv.merge(paths_null, on="path", how="outer")
     for col in [*measures, "nulls"]:
         paths[col] = paths[col].fillna(0.0).astype(float) if col in paths else 0.0
-    paths = paths.sort_values("path", ignore_index=True)
-    lengths_of = paths["path"].str.count(SEP).to_numpy() + 1
+    decay = decay.set_index("path")
     for m in measures:
         col = f"decay_{m}"
-        arrays = dict(zip(*_split_arrays(decay, col)))
-        paths[col] = [arrays.get(p, np.zeros(n)) for p, n in zip(paths["path"], lengths_of)]
+        arrays = decay[col].to_dict() if len(decay) else {}
+        paths[col] = [np.asarray(arrays[p], dtype=float) if p in arrays else np.zeros(len(p)) for p in paths["path"]]
+    # label numbers follow label order, so sorting the number tuples sorts the paths by their labels
+    number_paths = paths["path"].tolist()
+    paths = paths.iloc[sorted(range(len(paths)), key=number_paths.__getitem__)].reset_index(drop=True)
+    paths["path"] = [tuple(label_of[c] for c in p) for p in paths["path"]]
 
     lengths = (
         conv_paths.group_by("n_touches").agg(converting=conv_paths.count()).to_pandas()
@@ -295,7 +281,7 @@ def build_journeys(
         "distinct_paths": int(len(paths)),
         "touches_in_period": int(touch_summary["touches"]),
         "touches_unattributable": int(touch_summary["unattributable"] or 0),
-        "touches_stitched": int(touch_summary["stitched"] or 0),
+        "touches_attributed_by_cookie": int(touch_summary["cookie_attributed"] or 0),
     }
     conventions = {
         "lookback_days": lookback_days,
@@ -303,7 +289,8 @@ def build_journeys(
         "period_start": None if start is None else str(start),
         "period_end_exclusive": None if end_excl is None else str(end_excl),
         "label": label,
-        "path_format": f"'{SEP}'-joined steps in time order, repeats kept",
+        "path_format": "tuple of step labels in time order, repeats kept; a label is the channel name"
+        + (" and campaign id (None: no campaign)" if label == "campaign" else ""),
         "conversion": "order with amount > 0 in the period; value = amount",
     }
     cache.drop()
@@ -336,11 +323,26 @@ class _Scratch:
                 pass
 
 
-def _split_arrays(decay: pd.DataFrame, col: str) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Group the sorted ``(path, pos)`` rows into one array per path (positions are 0..n-1)."""
-    if decay.empty:
-        return np.array([], dtype=object), []
-    path = decay["path"].to_numpy()
-    breaks = np.flatnonzero(path[1:] != path[:-1]) + 1
-    starts = np.concatenate([[0], breaks])
-    return path[starts], np.split(decay[col].to_numpy(float), breaks)
+def _fetch(expr: ibis.Table) -> pd.DataFrame:
+    """A query's result as pandas, with array columns (paths, decay sums) as tuples: read through Arrow,
+    which converts lists several times faster than pandas' own conversion, and tuples are hashable keys."""
+    table = expr.to_pyarrow()
+    columns = {}
+    for name, column in zip(table.column_names, table.columns):
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            columns[name] = [tuple(v) for v in column.to_pylist()]
+        else:
+            columns[name] = column.to_numpy()
+    return pd.DataFrame(columns)
+
+
+def _label_lookup(labels: pd.DataFrame, names: list[str]) -> dict[int, object]:
+    """Label number -> label: the channel name, or the ``(channel, campaign_id)`` pair (``None`` for no campaign)."""
+    def clean(v):
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v
+
+    columns = [labels[n].tolist() for n in names]
+    steps = labels["step"].tolist()
+    if len(names) == 1:
+        return {int(k): clean(v) for k, v in zip(steps, columns[0])}
+    return {int(k): tuple(clean(v) for v in vals) for k, *vals in zip(steps, *columns)}

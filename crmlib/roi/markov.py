@@ -4,7 +4,7 @@ Model
 -----
 States: ``(start)``, one per channel, and the absorbing ``(conversion)`` and ``(null)``. Each journey
 is the walk ``(start) -> c1 -> ... -> ck -> (conversion)|(null)`` after consecutive repeats of a channel
-are collapsed (``a>a>b`` becomes ``a>b``; a self-loop would only change the time spent in a state,
+are collapsed (``(a, a, b)`` becomes ``(a, b)``; a self-loop would only change the time spent in a state,
 never where the walk ends). Transition counts are weighted by the number of journeys with the path;
 transition probabilities are row-normalised counts (the maximum-likelihood estimate).
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crmlib.roi.paths import Tokens, measures_of, tokenize, validate_path_table
+from crmlib.roi.paths import Tokens, label_array, measures_of, tokenize, validate_path_table
 
 __all__ = ["MarkovAttribution", "START", "CONVERSION", "NULL"]
 
@@ -120,18 +120,15 @@ class MarkovAttribution:
             r_wo[i, :] = 0.0
             without = _absorb(q_wo, r_wo)[0]
             effects[i - 1] = np.where(base_vec > 0, 1.0 - without / np.where(base_vec > 0, base_vec, 1.0), 0.0)
-        removal = pd.DataFrame(effects, index=pd.Index(channels, name="channel"), columns=measures)
-        credits = pd.DataFrame({"channel": channels})
+        removal = pd.DataFrame(effects, index=_index(channels, name="channel"), columns=measures)
+        credits = pd.DataFrame({"channel": label_array(channels)})
         for m in measures:
             total = float(paths[m].sum())
             re = removal[m].to_numpy(float)
             credits[m] = total * re / re.sum() if re.sum() > 0 else np.zeros(k)
-        self.transition_matrix_ = pd.DataFrame(
-            probs[:, 1:], index=[START, *channels], columns=[*channels, CONVERSION, NULL]
-        )
-        self.transition_counts_ = pd.DataFrame(
-            counts[:, 1:], index=[START, *channels], columns=[*channels, CONVERSION, NULL]
-        )
+        rows, cols = _index([START, *channels]), _index([*channels, CONVERSION, NULL])
+        self.transition_matrix_ = pd.DataFrame(probs[:, 1:], index=rows, columns=cols)
+        self.transition_counts_ = pd.DataFrame(counts[:, 1:], index=rows, columns=cols)
         self.removal_effects_ = removal
         self.credits_ = credits
         n = float(weight.sum())
@@ -144,6 +141,11 @@ class MarkovAttribution:
             "convention": self.convention,
         }
         return self
+
+
+def _index(labels: list, name: str | None = None) -> pd.Index:
+    """An index of step labels; ``(channel, campaign_id)`` pairs stay pairs instead of becoming a MultiIndex."""
+    return pd.Index(label_array(labels), dtype=object, name=name, tupleize_cols=False)
 
 
 def _encode(paths: pd.Series, *, collapse: bool, tokens: Tokens | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -55,6 +55,7 @@ from scipy import stats
 from scipy.signal import lfilter
 
 from crmlib.roi.journeys import _to_ts
+from crmlib.status import CannotCompute
 
 __all__ = ["MediaMixModel", "geometric_adstock", "hill", "weekly_totals", "fourier_terms"]
 
@@ -297,19 +298,42 @@ class MediaMixModel:
 
     # -- fitting ----------------------------------------------------------------------------------
     def fit(self, weekly: pd.DataFrame, channels: Sequence[str] | None = None) -> MediaMixModel:
-        """Fit on ``weekly`` (``week, revenue, <channel spend columns>``, one row per week)."""
+        """Fit on ``weekly`` (``week, revenue, <channel spend columns>``, one row per week).
+
+        Raises
+        ------
+        CannotCompute
+            When the data cannot support the model: no channel whose spend varies, fewer weeks than terms
+            to estimate, or a regression that is numerically singular.
+        """
+        try:
+            return self._fit(weekly, channels)
+        except np.linalg.LinAlgError as exc:
+            raise CannotCompute(f"the media-mix model's regression could not be solved on this data ({exc}): "
+                                "the weekly spend series are too alike or too few to separate.") from exc
+
+    def _fit(self, weekly: pd.DataFrame, channels: Sequence[str] | None) -> MediaMixModel:
         weekly = weekly.sort_values("week", ignore_index=True) if "week" in weekly else weekly
         if channels is None:
             channels = [c for c in weekly.columns if c not in ("week", "revenue")]
         spend = weekly[list(channels)].to_numpy(float)
         totals = spend.sum(axis=0)
-        active = (totals > 0) & (totals >= self.min_spend_share * max(totals.sum(), 0.0))
+        # a channel whose weekly spend never changes moves with the intercept: its effect cannot be told apart
+        varies = (np.ptp(spend, axis=0) > 1e-9 * np.maximum(np.abs(spend).max(axis=0), 1.0) if len(spend)
+                  else np.zeros(spend.shape[1], bool))
+        active = (totals > 0) & (totals >= self.min_spend_share * max(totals.sum(), 0.0)) & varies
         self.channels_ = [c for c, a in zip(channels, active) if a]
         self.dropped_channels_ = {
-            c: ("no spend" if t <= 0 else f"spend share below {self.min_spend_share:.0%}")
-            for c, t, a in zip(channels, totals, active)
+            c: ("no spend" if t <= 0 else "spend does not vary from week to week" if not v
+                else f"spend share below {self.min_spend_share:.0%}")
+            for c, t, v, a in zip(channels, totals, varies, active)
             if not a
         }
+        if not self.channels_:
+            why = "; ".join(f"{c}: {reason}" for c, reason in self.dropped_channels_.items()) or "no channels"
+            raise CannotCompute(
+                "the media-mix model learns a channel's effect from weeks with more and with less spend; no "
+                f"channel's spend varies over these {len(weekly)} weeks ({why}).")
         self._dropped_spend = {c: float(t) for c, t, a in zip(channels, totals, active) if not a}
         self._n_weeks_all = len(weekly)
         x = spend[:, active]
@@ -325,7 +349,9 @@ class MediaMixModel:
         self.base_names_ += [f"{f}{i}" for i in range(1, self.fourier_order + 1) for f in ("sin", "cos")]
         base_x = np.column_stack(base + ([fourier] if fourier.size else []))
         if n <= base_x.shape[1] + k + 2:
-            raise ValueError(f"too few weeks ({n}) for {k} channels and {base_x.shape[1]} base terms")
+            raise CannotCompute(f"the media-mix model needs more weeks than terms to estimate: {n} weeks for {k} "
+                                f"channel(s) and {base_x.shape[1]} trend and seasonality terms. A longer period "
+                                "fixes it.")
         # every candidate transform of every channel, computed once (the spend never changes)
         self._grid = [(d, h, sh) for d in self.decay_grid for h in self.half_sat_grid for sh in self.shape_grid]
         feats = np.empty((k, len(self._grid), n))

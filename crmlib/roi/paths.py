@@ -4,10 +4,13 @@ Convention
 ----------
 A path table is a :class:`pandas.DataFrame` with one row per distinct journey path:
 
-``path`` : str
-    The channels touched, in time order, joined by ``">"`` (``"search>email>search"``). Repeats are
+``path`` : tuple
+    The steps touched, in time order, as a tuple (``("search", "email", "search")``). Repeats are
     kept (heuristics count every touch); the Markov model collapses consecutive repeats itself.
-    Channel names must not contain ``">"``.
+    A step is a *label*: a channel name (any text: ``"Social > WeChat"``, ``"Paid:Baidu"``, ``"小程序"``
+    are channels like any other) or, for campaign-level attribution, the pair
+    ``(channel, campaign_id)`` with ``None`` for a touch without a campaign. Names are carried as
+    data and never joined into or parsed out of a string, so no character in a name is special.
 ``conversions`` : float
     Number of converting journeys with this path (one conversion = one positive order).
 ``value`` : float
@@ -29,21 +32,22 @@ touch ages are row-level facts; :func:`make_path_table` builds them from explici
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from itertools import groupby
+from collections.abc import Hashable, Iterable, Sequence
+from itertools import chain, groupby
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 __all__ = [
-    "SEP",
     "BASE_MEASURES",
     "make_path_table",
     "measures_of",
-    "split_path",
+    "label_array",
+    "label_sort_key",
+    "sort_labels",
+    "sort_paths",
+    "sort_by_label",
     "collapse_repeats",
     "decay_weights",
     "validate_path_table",
@@ -51,14 +55,25 @@ __all__ = [
     "Tokens",
 ]
 
-SEP = ">"
 BASE_MEASURES = ("conversions", "value")
 _RESERVED = {"path", "nulls"}
 
 
-def split_path(path: str) -> list[str]:
-    """Channels of a ``">"``-joined path (an empty string is the empty path)."""
-    return path.split(SEP) if path else []
+def label_sort_key(label: Hashable) -> tuple:
+    """Sort key of a step label: names in code-point order; in a ``(channel, campaign_id)`` pair a
+    missing campaign (``None``) sorts before every campaign of its channel."""
+    parts = label if isinstance(label, tuple) else (label,)
+    return tuple((0, "") if v is None else (1, str(v)) for v in parts)
+
+
+def sort_labels(labels: Iterable[Hashable]) -> list:
+    """Distinct step labels in :func:`label_sort_key` order."""
+    return sorted(set(labels), key=label_sort_key)
+
+
+def label_array(labels: Sequence[Hashable]) -> np.ndarray:
+    """A 1-d object array of labels (``np.asarray`` would turn a list of pairs into a 2-d array)."""
+    return np.fromiter(labels, dtype=object, count=len(labels))
 
 
 def collapse_repeats(channels: Sequence[str]) -> list[str]:
@@ -95,9 +110,26 @@ def validate_path_table(paths: pd.DataFrame) -> pd.DataFrame:
     for col in ("conversions", "value", "nulls"):
         if (paths[col] < 0).any():
             raise ValueError(f"path table column {col!r} has negative entries")
-    if (paths["path"] == "").any():
+    if not all(isinstance(p, tuple) for p in paths["path"]):
+        raise ValueError("path table column 'path' must hold tuples of step labels (names are data, "
+                         "never '>'-joined strings)")
+    if (paths["path"].map(len) == 0).any():
         raise ValueError("empty paths are not attributable; keep untouched conversions out of the path table")
     return paths
+
+
+def sort_by_label(frame: pd.DataFrame, column: str = "channel") -> pd.DataFrame:
+    """``frame`` sorted by a column of step labels (:func:`label_sort_key` order), index reset."""
+    keys = [label_sort_key(v) for v in frame[column]]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def sort_paths(paths: pd.DataFrame) -> pd.DataFrame:
+    """The path table sorted by path (step by step, in :func:`label_sort_key` order), index reset."""
+    keys = [tuple(map(label_sort_key, p)) for p in paths["path"]]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return paths.iloc[order].reset_index(drop=True)
 
 
 def make_path_table(
@@ -119,7 +151,7 @@ def make_path_table(
     Returns
     -------
     pandas.DataFrame
-        The path table (see module docstring), sorted by path.
+        The path table (see module docstring), sorted by path; ``path`` holds ``tuple(channels)``.
     """
     rows: dict[str, dict] = {}
     for journey in journeys:
@@ -128,7 +160,7 @@ def make_path_table(
         extra = journey[4] if len(journey) > 4 else {}
         if not channels:
             raise ValueError("journeys need at least one touch")
-        path = SEP.join(channels)
+        path = tuple(channels)
         row = rows.setdefault(path, {"path": path, "conversions": 0.0, "value": 0.0, "nulls": 0.0})
         if not converted:
             row["nulls"] += 1
@@ -144,11 +176,11 @@ def make_path_table(
     out = pd.DataFrame(list(rows.values()))
     for col in out.columns:
         if col.startswith("decay_"):
-            n = out["path"].map(lambda p: len(split_path(p)))
+            n = out["path"].map(len)
             out[col] = [v if isinstance(v, np.ndarray) else np.zeros(k) for v, k in zip(out[col], n)]
         elif col != "path":
             out[col] = out[col].fillna(0.0).astype(float)
-    return out.sort_values("path", ignore_index=True)
+    return sort_paths(out)
 
 
 class Tokens(NamedTuple):
@@ -160,27 +192,27 @@ class Tokens(NamedTuple):
     lengths: np.ndarray
 
 
-def tokenize(paths: pd.Series | Sequence[str]) -> Tokens:
-    """Encode paths as flat integer codes (vectorised with Arrow compute).
+def tokenize(paths: pd.Series | Sequence[tuple]) -> Tokens:
+    """Encode paths as flat integer codes.
 
-    Returns ``(channels, codes, row, lengths)``: the sorted channel names, the channel code of every
-    touch (paths concatenated in order), the path row of every touch and the touches per path.
+    Returns ``(channels, codes, row, lengths)``: the step labels in :func:`label_sort_key` order, the
+    label code of every touch (paths concatenated in order), the path row of every touch and the
+    touches per path. Labels are compared as whole values, so any text is one label.
     """
-    arr = pa.array(paths.array if isinstance(paths, pd.Series) else list(paths), type=pa.large_string())
-    if len(arr) == 0:
+    seqs = list(paths)
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    if len(seqs) == 0:
         empty = np.array([], dtype=np.int64)
         return Tokens([], empty, empty, empty)
-    if pc.any(pc.equal(arr, "")).as_py():
+    if (lengths == 0).any():
         raise ValueError("empty path")
-    split = pc.split_pattern(arr, SEP)
-    lengths = pc.list_value_length(split).to_numpy(zero_copy_only=False).astype(np.int64)
-    encoded = pc.dictionary_encode(pc.list_flatten(split))
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.combine_chunks()
-    names = np.array(encoded.dictionary.to_pylist(), dtype=object)
-    order = np.argsort(names, kind="stable")
+    if not all(isinstance(p, tuple) for p in seqs):
+        raise ValueError("paths must be tuples of step labels (names are data, never '>'-joined strings)")
+    flat = np.fromiter(chain.from_iterable(seqs), dtype=object, count=int(lengths.sum()))
+    first_seen, names = pd.factorize(flat)
+    order = sorted(range(len(names)), key=lambda i: label_sort_key(names[i]))
     rank = np.empty(len(names), dtype=np.int64)
     rank[order] = np.arange(len(names))
-    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)]
-    row = np.repeat(np.arange(len(arr)), lengths)
-    return Tokens(list(names[order]), codes, row, lengths)
+    codes = rank[first_seen]
+    row = np.repeat(np.arange(len(seqs)), lengths)
+    return Tokens([names[i] for i in order], codes, row, lengths)

@@ -28,7 +28,7 @@ import pandas as pd
 from crmlib.roi import heuristics
 from crmlib.roi.journeys import _to_ts
 from crmlib.roi.markov import MarkovAttribution
-from crmlib.roi.paths import measures_of, tokenize
+from crmlib.roi.paths import label_array, measures_of, sort_by_label, sort_labels, tokenize
 from crmlib.roi.shapley import ShapleyAttribution
 
 __all__ = [
@@ -121,7 +121,7 @@ def channel_costs(
     level: str = "channel",
     touch_cost: str = "fallback",
 ) -> pd.DataFrame:
-    """Cost per channel (or per ``channel:campaign`` label) over the period, from the engine.
+    """Cost per channel (or per ``(channel, campaign_id)`` label) over the period, from the engine.
 
     Parameters
     ----------
@@ -135,13 +135,14 @@ def channel_costs(
     -------
     pandas.DataFrame
         ``channel``, ``spend_cost``, ``touch_cost``, ``cost``, ``cost_source``; at
-        ``level="campaign"`` ``channel`` holds the ``channel:campaign_id`` label of campaign-level
-        journeys and ``channel_name`` the channel.
+        ``level="campaign"`` ``channel`` holds the label of campaign-level
+        journeys - the ``(channel, campaign_id)`` pair, ``campaign_id`` None for touches or spend rows
+        without a campaign - and ``channel_name`` the channel.
     """
     if touch_cost not in ("fallback", "add"):
         raise ValueError("touch_cost must be 'fallback' or 'add'")
     start, end_excl = _to_ts(period_start), _to_ts(period_end, end=True)
-    keys = ["channel_name", "label"]
+    keys = ["channel_name", "campaign"]
     parts = []
     if spend is not None:
         s = spend
@@ -159,7 +160,7 @@ def channel_costs(
             t = t.filter(t.touch_ts < end_excl)
         lt = _label(t, level)
         parts.append(lt.group_by(keys).agg(touch_cost=lt.cost.cast("float64").sum()).to_pandas())
-    out = pd.DataFrame({"channel_name": pd.Series(dtype=str), "label": pd.Series(dtype=str)})
+    out = pd.DataFrame({"channel_name": pd.Series(dtype=str), "campaign": pd.Series(dtype=str)})
     for part in parts:
         out = out.merge(part, on=keys, how="outer")
     for col in ("spend_cost", "touch_cost", "spend_rows"):
@@ -171,18 +172,21 @@ def channel_costs(
     else:
         out["cost"] = np.where(has_spend, out["spend_cost"], out["touch_cost"])
         out["cost_source"] = np.where(has_spend, "spend", "touches")
-    out = out.drop(columns="spend_rows").rename(columns={"label": "channel"})
+    out = out.drop(columns="spend_rows")
     if level == "channel":
-        out = out.drop(columns="channel_name")
-    return out.sort_values("channel", ignore_index=True)
+        out = out.drop(columns="campaign").rename(columns={"channel_name": "channel"})
+    else:  # the journeys' campaign label: the (channel, campaign_id) pair, names kept as data
+        pairs = [(c, None if pd.isna(k) else k) for c, k in zip(out["channel_name"], out["campaign"])]
+        out = out.drop(columns="campaign")
+        out.insert(0, "channel", label_array(pairs))
+    return sort_by_label(out)
 
 
 def _label(t: ibis.Table, level: str) -> ibis.Table:
     channel = t.channel.cast("string")
-    if level == "channel":
-        return t.mutate(channel_name=channel, label=channel)
-    campaign = t.campaign_id.cast("string") if "campaign_id" in t.columns else ibis.literal(None, "string")
-    return t.mutate(channel_name=channel, label=channel + ":" + campaign.fill_null("(none)"))
+    if level == "channel" or "campaign_id" not in t.columns:
+        return t.mutate(channel_name=channel, campaign=ibis.literal(None, "string"))
+    return t.mutate(channel_name=channel, campaign=t.campaign_id.cast("string"))
 
 
 def _ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -201,8 +205,9 @@ def roi_table(attribution: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
         From :func:`channel_costs`. Channels with cost but no credit get zero revenue under every model.
     """
     models = attribution["model"].unique()
-    channels = sorted(set(attribution["channel"]) | set(costs["channel"]))
-    grid = pd.MultiIndex.from_product([models, channels], names=["model", "channel"]).to_frame(index=False)
+    channels = sort_labels([*attribution["channel"], *costs["channel"]])
+    # a cross join, not MultiIndex.from_product: campaign labels are (channel, campaign_id) pairs
+    grid = pd.DataFrame({"model": models}).merge(pd.DataFrame({"channel": label_array(channels)}), how="cross")
     out = grid.merge(attribution, on=["model", "channel"], how="left")
     for col in attribution.columns.drop(["model", "channel"]):
         if pd.api.types.is_numeric_dtype(attribution[col]):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crmlib.roi.paths import Tokens, measures_of, tokenize, validate_path_table
+from crmlib.roi.paths import Tokens, label_array, measures_of, tokenize, validate_path_table
 
 __all__ = ["ShapleyAttribution", "shapley_values", "zeta_transform", "mobius_transform"]
 
@@ -98,7 +98,7 @@ class ShapleyAttribution:
     credits_ : pandas.DataFrame
         ``channel`` + one column per measure; non-negative, each column sums to the total.
     characteristic_ : pandas.DataFrame or None
-        ``v(S)`` per measure, index = ``"a+b"`` coalition labels (dense case only).
+        ``v(S)`` per measure, index = coalitions as tuples of channel labels (dense case only).
     """
 
     characteristic = "v(S) = measure of converting journeys whose channel set is a subset of S"
@@ -141,7 +141,7 @@ class ShapleyAttribution:
         n = len(channels)
         by_set = pd.DataFrame({"mask": masks, **{m: conv[m].to_numpy(float) for m in measures}})
         by_set = by_set.groupby("mask", sort=True)[measures].sum()
-        credits = pd.DataFrame({"channel": channels})
+        credits = pd.DataFrame({"channel": label_array(channels)})
         self.characteristic_ = None
         if 0 < n <= self.dense_max_channels:
             full = np.arange(1 << n)
@@ -152,8 +152,10 @@ class ShapleyAttribution:
                 v = zeta_transform(dividends)
                 chars[m] = v
                 credits[m] = shapley_values(v)
-            labels = ["+".join(c for i, c in enumerate(channels) if s >> i & 1) for s in full]
-            self.characteristic_ = pd.DataFrame(chars, index=pd.Index(labels, name="coalition"))
+            # a coalition is the tuple of its channels: names are data, never joined into one string
+            labels = [tuple(c for i, c in enumerate(channels) if s >> i & 1) for s in full]
+            index = pd.Index(label_array(labels), dtype=object, name="coalition", tupleize_cols=False)
+            self.characteristic_ = pd.DataFrame(chars, index=index)
             method = "dense zeta/Möbius over all subsets"
         else:
             sizes = _popcount(by_set.index.to_numpy())

@@ -24,7 +24,10 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-__all__ = ["BaseFitter", "ConvergenceReport", "MLEResult", "fit_log_params", "fit_warm_started", "numerical_hessian"]
+from crmlib.status import CannotCompute
+
+__all__ = ["BaseFitter", "ConvergenceReport", "MLEResult", "fit_log_params", "fit_warm_started", "numerical_hessian",
+           "require_convergence"]
 
 
 @dataclass
@@ -184,6 +187,27 @@ def fit_log_params(
         hessian_log=hess_total,
         convergence=conv,
     )
+
+
+def require_convergence(result: MLEResult, model: str, data_size: str) -> None:
+    """Raise :class:`~crmlib.status.CannotCompute` unless the fit reached a proper maximum.
+
+    A maximum-likelihood fit that does not converge, or stops where the Hessian is not positive
+    definite, has parameters the data do not pin down (typically running off to a boundary on a few
+    customers); its predictions would be arbitrary numbers, so the model step is reported as not computed.
+    """
+    conv = result.convergence
+    finite = bool(np.all(np.isfinite(result.params)) and np.isfinite(result.log_likelihood))
+    if conv.success and finite:
+        return
+    why = ("the parameters are not finite" if not finite else
+           "the likelihood has no proper maximum (Hessian not positive definite)"
+           if not conv.hessian_positive_definite else
+           f"the optimiser stopped with gradient norm {conv.gradient_norm:.3g}")
+    raise CannotCompute(
+        f"{model} did not converge on this data ({data_size}): {why}, so its parameters are not pinned "
+        "down. More customers or a longer order history would fix it; a small segmentation.clv.penalizer_coef "
+        "(e.g. 0.001) can stabilise a small data set.")
 
 
 def summary_frame(names: list[str], result: MLEResult, level: float = 0.95) -> pd.DataFrame:

@@ -3,15 +3,22 @@
 Customers whose ``consent_marketing`` is False are excluded; unknown consent (null, or no customers
 table) is kept, since the contract only asks to drop customers *without* consent when it is known.
 Files go to ``run_dir/audiences/<kind>__<slug>.parquet`` (e.g. ``segment__champions.parquet``,
-``churn_risk__high.parquet``).
+``churn_risk__high.parquet``), each with a CSV of the same name beside it for upload to marketing tools
+(``customer_key`` and the list's value, e.g. ``segment``; no PII), written by
+:func:`crmlib.report.write_people_csv` so that no cell can run as a spreadsheet formula.
+A value whose slug is empty or already taken (Chinese names, names differing only in punctuation)
+gets a short hash of the exact value appended, so two lists never share a file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import pandas as pd
+
+from crmlib.report import write_people_csv
 
 __all__ = ["slugify", "write_audiences"]
 
@@ -20,6 +27,15 @@ def slugify(name: str) -> str:
     """File-safe lower-case name: "Can't Lose" -> "cant_lose"."""
     text = re.sub(r"[^0-9a-zA-Z]+", "_", str(name).replace("'", "")).strip("_").lower()
     return text or "unnamed"
+
+
+def _unique_slug(value: object, taken: set[str]) -> str:
+    """:func:`slugify` of ``value``, with a short hash of the exact value when that slug is empty or taken."""
+    slug = slugify(value)
+    if slug == "unnamed" or slug in taken:
+        slug = f"{slug}_{hashlib.sha256(str(value).encode('utf-8')).hexdigest()[:8]}"
+    taken.add(slug)
+    return slug
 
 
 def write_audiences(
@@ -57,11 +73,14 @@ def write_audiences(
         members["_opted_out"] = False
     rows = []
     for kind in groupings:
+        taken: set[str] = set()
         for value, group in members.groupby(kind, sort=True):
-            name = f"{kind}__{slugify(value)}"
+            name = f"{kind}__{_unique_slug(value, taken)}"
             path = out_dir / f"{name}.parquet"
             keep = group.loc[~group["_opted_out"], ["customer_key"]].astype({"customer_key": "string"})
-            keep.sort_values("customer_key").to_parquet(path, index=False)
+            keep = keep.sort_values("customer_key")
+            keep.to_parquet(path, index=False)
+            write_people_csv(keep.assign(**{kind: str(value)}), path.with_suffix(".csv"))
             rows.append(
                 {
                     "audience": name,

@@ -30,7 +30,9 @@ from crmlib.segmentation._mle import (
     fit_warm_started,
     Patterns,
     compress_patterns,
+    require_convergence,
 )
+from crmlib.status import CannotCompute
 
 __all__ = ["BetaGeoFitter"]
 
@@ -167,6 +169,18 @@ def _nll_and_grad(theta: np.ndarray, data: _Prepared) -> tuple[float, np.ndarray
     return -float(ll), -grad
 
 
+def _require_repeat_buyers(n_customers: float, n_repeat: float) -> None:
+    """The BG/NBD likelihood has a proper maximum only when someone bought on more than one day."""
+    if n_customers <= 0:
+        raise CannotCompute("BG/NBD needs customers with at least one purchase up to the calibration end; "
+                            "this data has none.")
+    if n_repeat <= 0:
+        raise CannotCompute(
+            f"BG/NBD learns purchase rates and dropout from repeat purchases, so it needs customers who bought "
+            f"on more than one day; the {n_customers:,.0f} customer(s) in this data all bought on one day only "
+            "(a new shop, a pilot region or a short extract looks like this). A longer order history fixes it.")
+
+
 class BetaGeoFitter(BaseFitter):
     """BG/NBD (beta-geometric / negative binomial distribution) fitter.
 
@@ -228,6 +242,13 @@ class BetaGeoFitter(BaseFitter):
         Returns
         -------
         self
+
+        Raises
+        ------
+        CannotCompute
+            When the data cannot identify the model: no customers, no customer with a repeat purchase
+            (purchase rates and dropout are learnt from repeat purchases), or a fit that does not converge
+            to a proper maximum (the parameters run off to a boundary).
         """
         start = time.perf_counter()
         x, t_x, big_t = _as_arrays(frequency, recency, T)
@@ -235,6 +256,7 @@ class BetaGeoFitter(BaseFitter):
         patterns = compress_patterns({"x": x.ravel(), "t_x": t_x.ravel(), "T": big_t.ravel()}, weights)
         data = _Prepared(patterns)
         n = data.n
+        _require_repeat_buyers(n, float(data.w.sum()))
         if initial_params is None:
             mean_t = float(np.average(patterns.values["T"], weights=patterns.weights)) if n > 0 else 1.0
             init = np.log([1.0, max(mean_t, 1.0), 1.0, 1.0])
@@ -242,6 +264,7 @@ class BetaGeoFitter(BaseFitter):
             init = np.log([initial_params[k] for k in PARAM_NAMES])
 
         result = fit_warm_started(_nll_and_grad, data, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
+        require_convergence(result, "BG/NBD", f"{n:,.0f} customer(s), {data.w.sum():,.0f} of them repeat buyers")
         self._store_fit(result, n_customers=n, n_patterns=data.n_patterns, started=start)
         self.summary.attrs.update(
             {

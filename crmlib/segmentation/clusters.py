@@ -22,6 +22,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
+from crmlib.status import CannotCompute
+
 __all__ = ["ClusterResult", "rfm_feature_matrix", "scan_k", "fit_clusters", "describe_profile", "SCAN_SAMPLE"]
 
 SCAN_SAMPLE = 200_000
@@ -96,6 +98,26 @@ def describe_profile(recency_z: float, frequency_z: float, monetary_z: float) ->
     )
 
 
+def _require_enough_points(x: np.ndarray, k: int | None, k_min: int) -> None:
+    """K-means needs more distinct customers than clusters; choosing k by silhouette needs k_min + 1."""
+    n = x.shape[0]
+    needed = max(2, k_min + 1 if k is None else int(k))
+    # a million customers need not be sorted to learn that they hold a few distinct points
+    distinct = len(np.unique(x[:10_000], axis=0)) if n else 0
+    if distinct < needed and n > 10_000:
+        distinct = len(np.unique(x, axis=0))
+    have = f"this data has {n:,} customer(s) with {distinct:,} distinct (recency, frequency, spend) values"
+    if distinct < 2:
+        raise CannotCompute(f"clusters need at least 2 customers who differ in recency, frequency or spend; {have}.")
+    if k is not None and int(k) > distinct:
+        raise CannotCompute(f"segmentation.clusters.k = {k} clusters need at least {k} customers who differ in "
+                            f"recency, frequency or spend; {have}. Lower k or use more customers.")
+    if k is None and distinct <= k_min:
+        raise CannotCompute(f"choosing the number of clusters (k from {k_min}, best silhouette) needs at least "
+                            f"{k_min + 1} customers who differ in recency, frequency or spend; {have}. "
+                            "Set segmentation.clusters.k or use more customers.")
+
+
 @dataclass
 class ClusterResult:
     """Chosen k, the k scan, per-customer labels and cluster profiles."""
@@ -129,12 +151,19 @@ def fit_clusters(
     ``features`` needs ``recency_days, frequency, monetary`` (the RFM features). Profiles list per cluster
     its size, share, mean raw R/F/M, the centre in standardised units and a description; clusters are
     numbered by decreasing mean monetary so that labels are stable across runs.
+
+    Raises
+    ------
+    CannotCompute
+        When there are fewer customers with distinct (recency, frequency, spend) than clusters to find.
     """
     x, _, _ = rfm_feature_matrix(features)
+    _require_enough_points(x, k, k_min)
     scan, models = _scan(x, k_min, k_max, seed, silhouette_sample, scan_sample)
     if k is None:
-        if scan.empty:
-            raise ValueError("too few distinct customers to cluster")
+        if scan.empty:  # only when the scan's sample of a large data set holds too few distinct points
+            raise CannotCompute(f"the k scan's sample of {scan.attrs['rows']:,} customers has too few distinct "
+                                "(recency, frequency, spend) values; set segmentation.clusters.k.")
         best = scan.sort_values(["silhouette", "k"], ascending=[False, True]).iloc[0]
         chosen, chosen_by = int(best["k"]), "best silhouette"
     else:

@@ -42,7 +42,8 @@ def customer_lifetime_value(
     Returns
     -------
     DataFrame with ``p_alive, expected_purchases, expected_avg_value, clv`` (one row per input row).
-    ``expected_purchases`` is undiscounted over the horizon.
+    ``expected_purchases`` is undiscounted over the horizon. Without a spend model (``gamma_gamma`` None:
+    it could not be fitted) ``expected_avg_value`` and ``clv`` are null and the purchase columns stand.
     """
     x = np.asarray(frequency, float)
     t_x = np.asarray(recency, float)
@@ -68,7 +69,7 @@ def customer_lifetime_value(
         previous = cumulative
     expected_u = previous
     p_alive_u = bgnbd.conditional_probability_alive(ux, ut, uT)
-    aov = gamma_gamma.conditional_expected_average_profit(x, m)
+    aov = np.full(x.shape, np.nan) if gamma_gamma is None else gamma_gamma.conditional_expected_average_profit(x, m)
     return pd.DataFrame(
         {
             "p_alive": p_alive_u[codes],

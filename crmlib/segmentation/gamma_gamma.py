@@ -25,12 +25,16 @@ from crmlib.segmentation._mle import (
     fit_warm_started,
     Patterns,
     compress_patterns,
+    require_convergence,
 )
 from crmlib.segmentation.bgnbd import _dot
+from crmlib.status import CannotCompute
 
-__all__ = ["GammaGammaFitter"]
+__all__ = ["GammaGammaFitter", "MIN_CUSTOMERS"]
 
 PARAM_NAMES = ["p", "q", "v"]
+#: Fewest repeat customers with positive spend the three-parameter spend model is fitted on.
+MIN_CUSTOMERS = 3
 
 
 def gamma_gamma_log_likelihood(params, frequency, monetary_value) -> np.ndarray:
@@ -134,8 +138,11 @@ class GammaGammaFitter(BaseFitter):
         keep = (x > 0) & (m > 0) & np.isfinite(m)
         self.n_skipped_ = int(round(w_all[~keep].sum()))
         x, m, w_in = x[keep], m[keep], w_all[keep]
-        if x.size < 3:
-            raise ValueError("Gamma-Gamma needs at least 3 customers with repeat purchases and positive spend")
+        if x.size < MIN_CUSTOMERS:
+            raise CannotCompute(
+                f"Gamma-Gamma needs at least {MIN_CUSTOMERS} customers who bought more than once with positive "
+                f"spend; this data has {x.size:,} (a new shop, a pilot region or a short extract looks like this). "
+                "A longer order history fixes it.")
         if np.std(x) > 0 and np.std(m) > 0:
             self.frequency_monetary_correlation_ = (
                 float(np.corrcoef(x, m)[0, 1])
@@ -155,6 +162,11 @@ class GammaGammaFitter(BaseFitter):
         else:
             init = np.log([initial_params[k] for k in PARAM_NAMES])
         result = fit_warm_started(_nll_and_grad, data, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
+        # Unlike BG/NBD, a Gamma-Gamma fit that stops on a boundary (q and v -> infinity: every customer has
+        # the same mean spend; p -> infinity: no shrinkage) is a limit of the model whose predictions stay
+        # sensible, so only a fit without finite parameters is refused; ``convergence_`` reports the rest.
+        if not np.all(np.isfinite(result.params)) or not np.isfinite(result.log_likelihood):
+            require_convergence(result, "Gamma-Gamma", f"{n:,.0f} repeat customers with positive spend")
         self._store_fit(result, n_customers=n, n_patterns=data.w.size, started=start)
         return self
 
@@ -181,7 +193,10 @@ class GammaGammaFitter(BaseFitter):
         """
         p, q, v = self._check_fitted()
         if q <= 1:
-            raise ValueError("conditional expectation needs q > 1")
+            raise CannotCompute(
+                f"the fitted Gamma-Gamma spend model has q = {q:.3g} <= 1, so its mean spend per purchase is "
+                "infinite and no expected order value can be given: the repeat buyers' spend is too heavy-tailed "
+                "or too few for the model.")
         x = np.asarray(frequency, float)
         m = np.asarray(monetary_value, float)
         informative = (x > 0) & (m > 0) & np.isfinite(m)

@@ -11,7 +11,10 @@
   NPS = share of promoters (9-10) - share of detractors (0-6), reported as a fraction in [-1, 1]. Its
   standard error is the multinomial one, ``sqrt((P + D - (P - D)^2) / n)``, and the CI is Wald
   ``NPS +/- z se`` clipped to [-1, 1]. **CSAT** per segment: mean score (1-5) with a t interval, and
-  the share of 4-5 answers with a Wilson interval.
+  the share of 4-5 answers with a Wilson interval (:func:`crmlib.abtest.stats.proportion_confint`).
+
+Steps the data cannot support raise :class:`~crmlib.status.CannotCompute`: a migration matrix without
+customers, NPS or CSAT when no customer answered the question.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from crmlib.abtest.stats import proportion_confint
 from crmlib.segmentation.summary import _as_date, daily_purchases
+from crmlib.status import CannotCompute
 
 __all__ = [
     "DEFAULT_CHURN_THRESHOLDS",
@@ -120,7 +125,18 @@ def loyalty_tiers(spend: pd.DataFrame, as_of: str | date, tiers: list[dict] | No
 
 
 def migration_matrix(tiered: pd.DataFrame, tiers: list[dict] | None = None, normalize: bool = False) -> pd.DataFrame:
-    """Customers by tier a year before ``as_of`` (rows) and now (columns); ``normalize`` gives row shares."""
+    """Customers by tier a year before ``as_of`` (rows) and now (columns); ``normalize`` gives row shares.
+
+    Every customer "new" (all first bought within the last 12 months) is an answer, not a failure: the
+    matrix then has one row.
+
+    Raises
+    ------
+    CannotCompute
+        When there are no customers with purchases up to ``as_of``.
+    """
+    if tiered.empty:
+        raise CannotCompute("loyalty migration needs customers with purchases up to as_of; this data has none.")
     names = [t["name"] for t in _sorted_tiers(tiers)][::-1]
     rows = ["new"] + names + ["none"]
     cols = names + ["none"]
@@ -146,6 +162,10 @@ def _per_segment(surveys: pd.DataFrame, segments: pd.DataFrame, column: str, as_
     Customers without a segment are grouped as "unsegmented".
     """
     latest = _latest_answers(surveys, column, as_of)
+    if latest.empty:
+        question = {"nps_score": "NPS (nps_score)", "csat": "CSAT (csat)"}.get(column, column)
+        raise CannotCompute(f"{question} needs survey answers from known customers up to as_of; the surveys "
+                            f"({len(surveys):,} rows) have none with a score.")
     merged = latest.merge(segments[["customer_key", segment_col]], on="customer_key", how="left")
     merged[segment_col] = merged[segment_col].fillna("unsegmented")
     rows = [{segment_col: seg, **one(g)} for seg, g in merged.groupby(segment_col)]
@@ -203,7 +223,6 @@ def csat_by_segment(
     segment_col: str = "segment",
 ) -> pd.DataFrame:
     """Mean CSAT (1-5) with a t CI and the share of 4-5 answers with a Wilson CI, per segment (+ "all")."""
-    z = stats.norm.ppf(0.5 + level / 2)
 
     def one(group: pd.DataFrame) -> dict:
         score = group["csat"].astype(float).to_numpy()
@@ -211,18 +230,16 @@ def csat_by_segment(
         mean = float(score.mean())
         sd = float(score.std(ddof=1)) if n > 1 else np.nan
         half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
-        share = float((score >= 4).mean())
-        denom = 1 + z**2 / n
-        centre = (share + z**2 / (2 * n)) / denom
-        spread = z * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / denom
+        satisfied = int((score >= 4).sum())
+        share_low, share_high = proportion_confint(satisfied, n, alpha=1 - level, method="wilson")
         return {
             "n": n,
             "mean_csat": mean,
             "mean_ci_low": mean - half,
             "mean_ci_high": mean + half,
-            "share_satisfied": share,
-            "share_ci_low": centre - spread,
-            "share_ci_high": centre + spread,
+            "share_satisfied": satisfied / n,
+            "share_ci_low": float(share_low),
+            "share_ci_high": float(share_high),
         }
 
     out = _per_segment(surveys, segments, "csat", as_of, segment_col, one)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crmlib.params import complete_params
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "ab"
 
 
@@ -94,7 +96,7 @@ def make_synthetic_run(run_dir: Path, seed: int = 11) -> dict:
     tables.mkdir(parents=True, exist_ok=True)
     for name, df in {"experiments": exps, "orders": orders, "events": events, "spend": spend, "roi": roi}.items():
         df.to_parquet(tables / f"{name}.parquet", index=False)
-    return {
+    return complete_params({
         "run": {"as_of": "2026-04-30"},
         "ab_tests": {
             "window_days": WINDOW, "alpha": 0.05, "correction": "holm", "sequential_tuning": 5000,
@@ -108,7 +110,7 @@ def make_synthetic_run(run_dir: Path, seed: int = 11) -> dict:
                  "holdout": {"channel": "email", "campaign_id": "spring_sale"}},
             ],
         },
-    }
+    })
 
 
 @pytest.fixture(scope="module")

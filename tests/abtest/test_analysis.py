@@ -160,3 +160,45 @@ def test_relative_ci_choice_and_disagreement_flag():
     assert "Fieller" in tf["method"]
     with pytest.raises(ValueError):
         analyze(stats, {}, relative_ci="naive")
+
+
+def test_srm_in_the_analysis_is_the_tested_srm_test():
+    """One chi-square: the stage's SRM table is :func:`crmlib.abtest.srm.srm_test` on the observed arms."""
+    from scipy.stats import chisquare
+
+    from crmlib.abtest.srm import srm_test
+
+    stats = pd.DataFrame([
+        _rows("three", "a", "conversion", 3300, 300), _rows("three", "b", "conversion", 3400, 310),
+        _rows("three", "c", "conversion", 3150, 290),
+        _rows("design", "control", "conversion", 2080, 200), _rows("design", "treatment", "conversion", 7920, 800),
+    ])
+    srm = analyze(stats, {"experiments": [{"id": "design", "weights": {"control": 0.2, "treatment": 0.8}}]}).srm
+    srm = srm.set_index("experiment_id")
+    ref = srm_test([2080, 7920], [0.2, 0.8])
+    assert srm.loc["design", "srm_p_value"] == pytest.approx(float(ref.pvalue), rel=1e-12)
+    assert srm.loc["design", "srm_chi2"] == pytest.approx(float(ref.statistic), rel=1e-12)
+    assert srm.loc["design", "max_share_deviation"] == pytest.approx(float(ref.max_share_deviation), rel=1e-12)
+    # and both agree with scipy's goodness-of-fit test
+    assert srm.loc["three", "srm_p_value"] == pytest.approx(chisquare([3300, 3400, 3150]).pvalue, rel=1e-9)
+
+
+def test_an_experiment_that_cannot_be_compared_says_why():
+    from crmlib.abtest.analysis import require_comparable
+    from crmlib.status import CannotCompute
+
+    stats = pd.DataFrame([
+        _rows("ok", "control", "conversion", 100, 10), _rows("ok", "treatment", "conversion", 100, 12),
+        _rows("solo", "treatment", "conversion", 40, 4), _rows("solo", "treatment", "revenue", 40, 400.0),
+        _rows("empty", "control", "conversion", 0, 0), _rows("empty", "treatment", "conversion", 0, 0),
+    ])
+    require_comparable(stats, "ok", weights={"control": 0.5, "treatment": 0.5})
+    # the designed control arm has no units: treatment and a stray arm are not a comparison with a control
+    with pytest.raises(CannotCompute, match=r"'ok' has no units in its control arm 'holdout' .*'control': 100"):
+        require_comparable(stats, "ok", weights={"exposed": 0.8, "holdout": 0.2})
+    with pytest.raises(CannotCompute, match=r"'solo' has units in one arm only \('treatment', 40 units\)"):
+        require_comparable(stats, "solo")
+    for experiment_id in ("empty", "not_in_the_log"):
+        with pytest.raises(CannotCompute, match=rf"'{experiment_id}' has no units with a complete 14-day outcome "
+                                                r"window by 2026-06-30"):
+            require_comparable(stats, experiment_id, window_days=14, as_of="2026-06-30")

@@ -6,6 +6,7 @@ import pytest
 
 from crmlib.abtest import stage
 from crmlib.abtest.analysis import RESULT_COLUMNS
+from crmlib.params import complete_params
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +110,10 @@ def test_no_experiments_table_is_reported_not_raised(tmp_path):
     from crmlib.engine import Engine
 
     with Engine(tmp_path) as eng:
-        res = stage.ab_results(eng, {"ab_tests": {}})
+        res = stage.ab_results(eng, complete_params())
         assert res.empty and list(res.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
-        assert stage.verdict_table(eng, {"ab_tests": {}}).empty
-        assert stage.holdout_table(eng, {"ab_tests": {}}).empty
+        assert stage.verdict_table(eng, complete_params()).empty
+        assert stage.holdout_table(eng, complete_params()).empty
 
 
 def test_winsorized_run_reports_caps(synthetic_run):
@@ -159,10 +160,10 @@ def _sample_run(root, seed):
     for name, df in {"experiments": exps, "orders": orders, "events": events, "spend": spend}.items():
         df.to_parquet(tables / f"{name}.parquet", index=False)
     truth = json.loads((out / "truth" / "experiments.json").read_text())
-    params = {"run": {"as_of": "2026-06-30"}, "ab_tests": {
+    params = complete_params({"run": {"as_of": "2026-06-30"}, "ab_tests": {
         "window_days": truth["window_days"], "alpha": 0.05,
         "experiments": [{"id": e["experiment_id"], "weights": e["design_weights"],
-                         **({"holdout": e["holdout"]} if e.get("holdout") else {})} for e in truth["experiments"]]}}
+                         **({"holdout": e["holdout"]} if e.get("holdout") else {})} for e in truth["experiments"]]}})
     return Engine(root / "run"), params, {e["experiment_id"]: e for e in truth["experiments"]}
 
 
@@ -228,3 +229,34 @@ def test_any_cell_writes_the_contract_table_and_context_entry(tmp_path, syntheti
         assert eng.has_table("ab_results") and len(v) == 3
         a = run_ab_tests(SimpleNamespace(engine=eng, params=params))
         assert len(pd.read_parquet(eng.table_path("ab_results"))) == len(a.results)
+
+
+def test_one_bad_experiment_does_not_stop_the_others(tmp_path, synthetic_factory):
+    """An experiment with every unit in one arm, and one listed in the params without units, are left out
+    with their reasons recorded; the others are analysed as before."""
+    from crmlib.engine import Engine
+    from crmlib.params import complete_params
+    from crmlib.status import read_warnings
+
+    run = tmp_path / "r"
+    params = synthetic_factory(run)
+    exps = pd.read_parquet(run / "tables" / "experiments.parquet")
+    one_arm = exps[exps["experiment_id"] == "checkout_button"].assign(experiment_id="one_arm", variant="treatment",
+                                                                    is_control=False)
+    pd.concat([exps, one_arm]).to_parquet(run / "tables" / "experiments.parquet", index=False)
+    params = complete_params({**params, "ab_tests": {**params["ab_tests"], "experiments": [
+        *params["ab_tests"]["experiments"], {"id": "not_started", "weights": {"control": 0.5, "treatment": 0.5}}]}})
+    with Engine(run) as eng:
+        res = stage.ab_results(eng, params)
+        assert set(res["experiment_id"]) == {"checkout_button", "broken_split", "email_holdout"}
+        assert set(pd.read_parquet(eng.table_path("ab_results"))["experiment_id"]) == set(res["experiment_id"])
+        v = stage.verdict_table(eng, params).set_index("experiment_id")
+        assert v.loc["checkout_button", "verdict"] == "ship" and v.loc["broken_split", "verdict"] == "blocked: SRM"
+        assert v.loc["one_arm", "verdict"] == "not analysed" and "one arm only" in v.loc["one_arm", "reason"]
+        assert v.loc["not_started", "verdict"] == "not analysed" and "no units" in v.loc["not_started", "reason"]
+        assert set(stage.unavailable_experiments(eng, params)["experiment_id"]) == {"one_arm", "not_started"}
+        assert set(stage.srm_table(eng, params)["experiment_id"]) == set(res["experiment_id"])
+        assert "one_arm" not in set(stage.cumulative_lift(eng, params)["experiment_id"])
+    warnings = {w["step"]: w["message"] for w in read_warnings(run, "ab_tests")}
+    assert set(warnings) == {"experiment one_arm", "experiment not_started"}
+    assert "('treatment', 12,000 units)" in warnings["experiment one_arm"]  # both arms' 6,000 units

@@ -13,7 +13,7 @@ from scipy.sparse.csgraph import connected_components
 
 from crmlib.engine import Engine
 from crmlib.ingest._identity_em import fit_fellegi_sunter
-from crmlib.ingest._identity_synth import make_identity_records
+from tests.ingest.support.identity_synth import make_identity_records
 from crmlib.ingest.identity import _union_find, pairwise_scores, resolve_identities
 
 SALT = "test-salt"

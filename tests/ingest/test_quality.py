@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from crmlib.engine import Engine
-from crmlib.ingest._testing import EXPECTED, NOW, stand_in_resolver, write_fixture
+from tests.ingest.support.fixture import EXPECTED, NOW, stand_in_resolver, write_fixture
 from crmlib.ingest.quality import check_reconciliation
 from crmlib.ingest.stage import ingest
 

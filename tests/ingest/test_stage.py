@@ -10,7 +10,7 @@ import pytest
 from crmlib.context import RunContext
 from crmlib.engine import Engine
 from crmlib.ingest import stage
-from crmlib.ingest._testing import NOW, stand_in_resolver, write_fixture
+from tests.ingest.support.fixture import NOW, stand_in_resolver, write_fixture
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.stage import DEFAULT_SALT, ingest, run_ingest
 from crmlib.ingest.readers import read_source

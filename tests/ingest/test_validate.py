@@ -10,7 +10,7 @@ import pytest
 
 from crmlib.engine import Engine
 from crmlib.ingest.readers import read_source
-from crmlib.ingest.validate import identical_rows_kept, run_now_local, validate_source
+from crmlib.ingest.validate import identical_rows_kept, reason_check, run_now_local, validate_source
 
 NOW = dt.datetime(2026, 7, 1, 8, 0)  # naive local
 
@@ -44,7 +44,9 @@ def test_reasons_per_row(engine, tmp_path):
             "O8,C1,2026-01-01,-5\n")     # 8 refund: loaded
     _, _, df = _decide(engine, tmp_path, text)
     assert df.loc[[1, 6, 8], "_status"].tolist() == ["loaded"] * 3
-    reasons = {k: (None if pd.isna(v) else v) for k, v in df["_reason"].items()}
+    reasons = {k: (None if pd.isna(v) else reason_check(v)) for k, v in df["_reason"].items()}
+    assert "set date_format: on source orders" in df.loc[2, "_reason"]  # the explanation says how to fix it
+    assert df.loc[3, "_reason"].startswith("bad_number:amount (amount is not a number")
     assert reasons == {1: None, 2: "bad_date:order_ts", 3: "bad_number:amount",
                        4: "missing_value:source_customer_id", 5: "missing_value:order_ts",
                        6: None, 7: "future_timestamp:order_ts", 8: None}
@@ -141,3 +143,49 @@ def test_survey_scores_out_of_range(engine, tmp_path):
     text = "source_customer_id,response_ts,nps_score,csat\nC1,2026-06-01,10,5\nC1,2026-06-02,11,3\nC1,2026-06-03,5,0\n"
     _, _, df = _decide(engine, tmp_path, text, kind="surveys")
     assert df["_reason"].tolist()[1:] == ["out_of_range:nps_score", "out_of_range:csat"]
+
+
+def test_quarantined_contacts_redact_every_unmapped_column(engine, tmp_path):
+    text = ("source_customer_id,name,email,phone,city,wechat_id,备注\n"
+            ",Li Na,li@x.com,13900139000,Beijing,lina_wx,call 13900139001\n")
+    _, _, df = _decide(engine, tmp_path, text, kind="contacts")
+    assert df.loc[1, "_raw"] == ",<redacted>,<redacted>,<redacted>,Beijing,<redacted>,<redacted>"
+
+
+def test_quarantined_rows_of_other_kinds_redact_personal_headers_only(engine, tmp_path):
+    text = "source_customer_id,order_ts,amount,收货人,Shipping Address,shop\nC1,2026-01-01,oops,张三,Road 1,S1\n"
+    _, _, df = _decide(engine, tmp_path, text)
+    assert df.loc[1, "_raw"] == "C1,2026-01-01,oops,<redacted>,<redacted>,S1"
+
+
+def test_declared_decimal_comma_and_bounds(engine, tmp_path):
+    text = "source_customer_id,order_ts,amount\nC1,2026-01-01,\"1.234,50\"\nC1,2026-01-01,\"12,50\"\nC1,2026-01-01,2e9\n"
+    _, _, df = _decide(engine, tmp_path, text, decimal=",")
+    assert df.loc[1, "amount"] == 1234.5 and df.loc[2, "amount"] == 12.5
+    assert reason_check(df.loc[3, "_reason"]) == "out_of_range:amount"
+    _, _, df = _decide(engine, tmp_path, text)  # the default convention: never guessed
+    assert [reason_check(r) for r in df["_reason"]] == ["bad_number:amount", "bad_number:amount", "out_of_range:amount"]
+    assert all("set decimal: ',' on source orders" in r for r in df["_reason"][:2])
+
+
+def test_optional_numbers_that_do_not_fit_are_nulled_and_counted(engine, tmp_path):
+    text = "date,channel,cost,impressions,clicks\n2026-06-01,email,10,\"12,5\",5e12\n"
+    vs, _, df = _decide(engine, tmp_path, text, kind="spend")
+    assert df.loc[1, "_status"] == "loaded" and df.loc[1, "cost"] == 10
+    assert pd.isna(df.loc[1, "impressions"]) and df.loc[1, "_nulled_impressions"]
+    assert pd.isna(df.loc[1, "clicks"]) and df.loc[1, "_nulled_clicks"]  # beyond ingest.max_abs_amount
+
+
+def test_duplicate_sources_by_path_and_by_content(tmp_path):
+    from crmlib.ingest.validate import duplicate_sources
+
+    (tmp_path / "a.csv").write_text("x\n1\n", encoding="utf-8")
+    (tmp_path / "b.csv").write_text("x\n1\n", encoding="utf-8")
+    (tmp_path / "c.csv").write_text("x\n2\n", encoding="utf-8")  # same size, other content
+    srcs = [{"name": n, "path": str(p)} for n, p in
+            [("a", tmp_path / "a.csv"), ("a_again", tmp_path / "." / "a.csv"), ("b", tmp_path / "b.csv"),
+             ("c", tmp_path / "c.csv"), ("missing", tmp_path / "nope.csv")]]
+    srcs[1]["path"] = str(tmp_path) + "/./a.csv"
+    pairs = duplicate_sources({"sources": srcs})
+    assert [(a, b) for a, b, _ in pairs] == [("a", "a_again"), ("a", "b"), ("a_again", "b")]
+    assert "both read the file" in pairs[0][2] and "same content" in pairs[1][2]

@@ -13,6 +13,11 @@ def day(d, hour=9):
     return BASE + pd.Timedelta(days=d, hours=hour)
 
 
+def _by_path(paths):
+    """Path-table rows by path tuple."""
+    return {row["path"]: row for _, row in paths.iterrows()}
+
+
 @pytest.fixture
 def tables():
     touches = pd.DataFrame(
@@ -20,7 +25,7 @@ def tables():
             # customer, anonymous id, day, channel, campaign
             ("c1", None, 1, "email", "e1"),
             ("c1", None, 10, "search", None),
-            (None, "anon1", 18, "email", "e1"),  # stitched to c1 through events
+            ("c1", "anon1", 18, "email", "e1"),  # a cookie touch ingest stitched to c1
             ("c1", None, 20, "search", None),
             ("c1", None, 25, "social", "s1"),
             ("c1", None, 50, "display", None),  # after c1's last order: non-converting
@@ -29,7 +34,7 @@ def tables():
             ("c3", None, 5, "social", "s1"),
             ("c3", None, 8, "email", "e1"),
             ("c5", None, 14, "search", None),
-            (None, "anon9", 14, "search", None),  # never stitched: unattributable
+            (None, "anon9", 14, "search", None),  # a cookie ingest could not stitch: unattributable
         ],
         columns=["customer_key", "anonymous_id", "d", "channel", "campaign_id"],
     )
@@ -47,30 +52,29 @@ def tables():
         columns=["customer_key", "d", "amount", "order_id"],
     )
     orders["order_ts"] = [day(d, 10) for d in orders.pop("d")]
-    events = pd.DataFrame({"customer_key": ["c1", None], "anonymous_id": ["anon1", "anon2"],
-                           "event_ts": [day(18), day(18)], "event_type": ["view", "view"]})
     con = ibis.duckdb.connect()
-    return con.create_table("touchpoints", touches), con.create_table("orders", orders), con.create_table("events", events)
+    return con.create_table("touchpoints", touches), con.create_table("orders", orders)
 
 
 def test_hand_built_journeys(tables):
-    touches, orders, events = tables
-    res = build_journeys(touches, orders, events=events, period_start="2024-01-02", period_end="2024-03-31",
+    touches, orders = tables
+    res = build_journeys(touches, orders, period_start="2024-01-02", period_end="2024-03-31",
                          lookback_days=30, half_life_days=7)
-    p = res.paths.set_index("path")
-    assert sorted(p.index) == sorted(["email>search>email>search", "social", "email", "social>email", "search", "display"])
-    assert p.loc["email>search>email>search", ["conversions", "value", "new_customers", "nulls"]].tolist() == [1, 100, 1, 0]
-    assert p.loc["social", ["conversions", "value", "new_customers"]].tolist() == [1, 50, 0]
-    assert p.loc["email", ["conversions", "value", "new_customers"]].tolist() == [1, 80, 0]
-    for null_path in ["social>email", "search", "display"]:
-        assert p.loc[null_path, ["conversions", "nulls"]].tolist() == [0, 1]
+    p = _by_path(res.paths)
+    long = ("email", "search", "email", "search")
+    assert sorted(p) == sorted([long, ("social",), ("email",), ("social", "email"), ("search",), ("display",)])
+    assert p[long][["conversions", "value", "new_customers", "nulls"]].tolist() == [1, 100, 1, 0]
+    assert p[("social",)][["conversions", "value", "new_customers"]].tolist() == [1, 50, 0]
+    assert p[("email",)][["conversions", "value", "new_customers"]].tolist() == [1, 80, 0]
+    for null_path in [("social", "email"), ("search",), ("display",)]:
+        assert p[null_path][["conversions", "nulls"]].tolist() == [0, 1]
     s = res.summary
     assert (s["conversions"], s["touched_conversions"], s["untouched_conversions"]) == (4, 3, 1)
     assert s["untouched_value"] == pytest.approx(30.0)
-    assert (s["touches_unattributable"], s["touches_stitched"]) == (1, 1)
+    assert (s["touches_unattributable"], s["touches_attributed_by_cookie"]) == (1, 1)
     # ages at the day-21 10:00 order: touches at 09:00 on days 1, 10, 18, 20 -> 20, 11, 3, 1 days + 1 hour
     ages = np.array([20, 11, 3, 1]) + 1 / 24
-    np.testing.assert_allclose(p.loc["email>search>email>search", "decay_value"], 100 * decay_weights(ages, 7))
+    np.testing.assert_allclose(p[long]["decay_value"], 100 * decay_weights(ages, 7))
     assert res.lengths.set_index("touches").loc[1].tolist() == [2, 2]
     assert res.lengths.set_index("touches").loc[4].tolist() == [1, 0]
     assert res.lengths.set_index("touches").loc[2].tolist() == [0, 1]
@@ -78,29 +82,29 @@ def test_hand_built_journeys(tables):
 
 
 def test_period_and_lookback(tables):
-    touches, orders, events = tables
+    touches, orders = tables
     res = build_journeys(touches, orders, period_start="2024-01-31", period_end="2024-03-31", lookback_days=10)
-    p = res.paths.set_index("path")
+    p = _by_path(res.paths)
     # conversions in period: c1 day 40 (social day 25 is 15 days old -> untouched), c2 day 45 (email day 30 -> too old)
-    assert p["conversions"].sum() == 0
+    assert res.paths["conversions"].sum() == 0
     assert res.summary["conversions"] == 2 and res.summary["untouched_conversions"] == 2
-    # without events, anon1 stays unattributable
-    assert res.summary["touches_stitched"] == 0
     # null journeys only from touches in the period: c1's display (day 50)
-    assert p.loc["display", "nulls"] == 1 and p["nulls"].sum() == 1
+    assert p[("display",)]["nulls"] == 1 and res.paths["nulls"].sum() == 1
 
 
 def test_campaign_labels(tables):
-    touches, orders, events = tables
+    touches, orders = tables
     res = build_journeys(touches, orders, label="campaign", period_start="2024-01-02", period_end="2024-03-31")
-    assert "email:e2" in set(res.paths["path"])
-    assert "social:s1>email:e1" in set(res.paths["path"])
+    # a step is the (channel, campaign_id) pair; a touch without a campaign has campaign_id None
+    assert (("email", "e2"),) in set(res.paths["path"])
+    assert (("social", "s1"), ("email", "e1")) in set(res.paths["path"])
+    assert (("search", None),) in set(res.paths["path"])
 
 
 def test_clv_measure(tables):
-    touches, orders, events = tables
+    touches, orders = tables
     clv = touches.get_backend().create_table("clv", pd.DataFrame({"customer_key": ["c1", "c2"], "clv": [500.0, 900.0]}))
-    res = build_journeys(touches, orders, events=events, clv=clv, period_start="2024-01-02", period_end="2024-03-31")
+    res = build_journeys(touches, orders, clv=clv, period_start="2024-01-02", period_end="2024-03-31")
     # only c1's first order is a new customer
     assert res.paths["new_clv"].sum() == pytest.approx(500.0)
 
@@ -116,6 +120,6 @@ def test_orders_at_one_time_without_ids_are_ordered_by_amount():
     for rows in (orders, orders.iloc[::-1]):
         res = build_journeys(con.create_table("touchpoints", touches, overwrite=True),
                              con.create_table("orders", rows, overwrite=True), period_end="2024-01-31")
-        p = res.paths.set_index("path")
-        assert p.loc["email>search", ["conversions", "value", "new_customers"]].tolist() == [1, 40, 1]
+        p = _by_path(res.paths)
+        assert p[("email", "search")][["conversions", "value", "new_customers"]].tolist() == [1, 40, 1]
         assert (res.summary["untouched_conversions"], res.summary["untouched_value"]) == (1, 90.0)

@@ -238,3 +238,31 @@ def test_sse_of_each_candidate_matches_one_lstsq_per_candidate():
         assert beta[g] == pytest.approx(coef[-1], rel=1e-9)
     base, *_ = np.linalg.lstsq(others, y, rcond=None)
     assert sse[5] == pytest.approx(float(np.sum((y - others @ base) ** 2)), rel=1e-9) and beta[5] == 0
+
+
+def test_spend_that_never_varies_cannot_be_modelled():
+    from crmlib.status import CannotCompute
+
+    weekly = pd.DataFrame({"week": pd.date_range("2024-01-01", periods=60, freq="W-MON"),
+                           "revenue": np.random.default_rng(0).normal(1000, 50, 60),
+                           "flat": 200.0, "never": 0.0})
+    with pytest.raises(CannotCompute, match="no channel's spend varies over these 60 weeks .*flat: spend does not "
+                                            "vary from week to week; never: no spend"):
+        MediaMixModel(n_bootstrap=5).fit(weekly, ["flat", "never"])
+
+
+def test_a_flat_channel_is_not_modelled_beside_a_varying_one():
+    sim, _ = simulate(seed=0, n=104)
+    weekly = sim.assign(flat=300.0)
+    model = MediaMixModel(n_bootstrap=5).fit(weekly, ["tv", "flat"])
+    assert model.channels_ == ["tv"]
+    row = model.summary_.set_index("channel").loc["flat"]
+    assert not row["identified"] and row["reason"] == "not modelled: spend does not vary from week to week"
+
+
+def test_fewer_weeks_than_terms_cannot_be_modelled():
+    from crmlib.status import CannotCompute
+
+    sim, _ = simulate(seed=1, n=10)
+    with pytest.raises(CannotCompute, match="needs more weeks than terms to estimate: 10 weeks"):
+        MediaMixModel(n_bootstrap=5).fit(sim, ["tv", "search", "social"])

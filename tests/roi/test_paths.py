@@ -5,7 +5,7 @@ from crmlib.roi.paths import collapse_repeats, decay_weights, make_path_table, m
 
 
 def test_make_path_table_aggregates(hand_paths):
-    row = hand_paths.set_index("path").loc["a"]
+    row = hand_paths[hand_paths["path"] == ("a",)].iloc[0]
     assert (row["conversions"], row["value"], row["nulls"]) == (1.0, 40.0, 1.0)
     assert hand_paths["conversions"].sum() == 4 and hand_paths["value"].sum() == 100
 

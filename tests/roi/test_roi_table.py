@@ -34,9 +34,10 @@ def test_channel_costs_period_and_campaign():
     c = channel_costs(spend, touches, period_start="2024-01-01", period_end="2024-01-31").set_index("channel")
     assert c.loc["email", "cost"] == 5.0 and c.loc["email", "cost_source"] == "spend"
     assert c.loc["sms", "cost"] == 0.25 and c.loc["sms", "cost_source"] == "touches"
-    cc = channel_costs(spend, touches, period_end="2024-01-31", level="campaign").set_index("channel")
-    assert cc.loc["search:s1", "cost"] == 10.0 and cc.loc["search:(none)", "cost"] == 20.0
-    assert cc.loc["sms:(none)", "cost"] == 0.25 and cc.loc["search:s1", "channel_name"] == "search"
+    campaign = channel_costs(spend, touches, period_end="2024-01-31", level="campaign")
+    cc = {label: row for label, (_, row) in zip(campaign["channel"], campaign.iterrows())}  # (channel, campaign_id)
+    assert cc[("search", "s1")]["cost"] == 10.0 and cc[("search", None)]["cost"] == 20.0
+    assert cc[("sms", None)]["cost"] == 0.25 and cc[("search", "s1")]["channel_name"] == "search"
 
 
 def test_roi_table_formulas():

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 
 from crmlib.engine import Engine
+from crmlib.params import complete_params
 from crmlib.roi import stage
 from crmlib.roi.plotting import (
     plot_budget,
@@ -47,7 +48,8 @@ def _write_run(tmp_path, with_spend=True, with_touches=True, weeks=60, seed=0):
     return eng
 
 
-PARAMS = {"run": {"as_of": None}, "roi": {"lookback_days": 30, "mmm": {"bootstrap": 20}}}
+PARAMS = complete_params({"run": {"as_of": None}, "roi": {"lookback_days": 30, "mmm": {"bootstrap": 20}}})
+NO_MMM = complete_params({"roi": {"mmm": {"enabled": False}}})
 
 
 def test_full_stage_writes_contract_tables(tmp_path):
@@ -100,7 +102,7 @@ def test_ltv_cac_with_clv_table(tmp_path):
     eng = _write_run(tmp_path, seed=2)
     keys = [f"k{i}" for i in range(600)]
     eng.write_table("clv", pd.DataFrame({"customer_key": keys, "clv": np.linspace(10, 600, 600)}))
-    roi = stage.roi_stage(eng, {"roi": {"mmm": {"enabled": False}}})
+    roi = stage.roi_stage(eng, NO_MMM)
     ch = roi[(roi["level"] == "channel") & (roi["new_customers"] > 0)]
     assert {"ltv", "ltv_cac"} <= set(roi.columns)
     np.testing.assert_allclose(ch["ltv_cac"], ch["ltv"] / ch["cac"])
@@ -118,16 +120,95 @@ def test_missing_inputs_are_reported(tmp_path):
 
 def test_roi_without_spend_uses_touch_cost(tmp_path):
     eng = _write_run(tmp_path, with_spend=False, seed=1)
-    roi = stage.roi_stage(eng, {"roi": {"mmm": {"enabled": False}}})
+    roi = stage.roi_stage(eng, NO_MMM)
     assert "no spend table" in roi.attrs["notes"][0]
-    assert isinstance(stage.mmm_stage(eng, {"roi": {"mmm": {"enabled": False}}}), stage.MissingInput)
+    assert isinstance(stage.mmm_stage(eng, NO_MMM), stage.MissingInput)
 
 
-def test_settings_nested_and_flat():
-    class E:
-        def has_table(self, name):
-            return False
-    s = stage.roi_settings(E(), {"roi": {"lookback_days": 14, "mmm": {"seed": 3}}, "run": {"as_of": "2026-06-30"}})
+def test_settings_read_the_validated_params(tmp_path):
+    eng = Engine(tmp_path / "run")
+    s = stage.roi_settings(eng, complete_params({"roi": {"lookback_days": 14, "mmm": {"seed": 3}},
+                                                 "run": {"as_of": "2026-06-30"}}))
     assert s["lookback_days"] == 14 and s["mmm_seed"] == 3 and s["period_end"] == "2026-06-30"
-    s = stage.roi_settings(E(), {"roi.lookback_days": 10})
-    assert s["lookback_days"] == 10 and s["mmm_bootstrap"] == 200
+    assert s["mmm_bootstrap"] == 200  # the schema's default
+    # no run.as_of and no orders: no period end to take from the latest order
+    assert stage.roi_settings(eng, complete_params())["period_end"] is None
+    # no run.as_of: the run's analysis date, i.e. the latest order's date
+    eng.write_table("orders", pd.DataFrame({"order_ts": pd.to_datetime(["2026-05-01 08:00", "2026-05-03 23:30"])}))
+    assert stage.roi_settings(eng, complete_params())["period_end"] == "2026-05-03"
+    eng.close()
+
+
+# -- steps the data cannot support: the reason is recorded, the other steps go on -------------------------
+def _one_channel_run(tmp_path, touch_day_offset=-2):
+    """Eight customers, one order each, touched by email only (``touch_day_offset`` days from the order)."""
+    eng = Engine(tmp_path, database=":memory:")
+    keys = [f"k{i}" for i in range(8)]
+    order_ts = pd.Timestamp("2025-03-03 12:00") + pd.to_timedelta(np.arange(8) * 3, unit="D")
+    eng.write_table("orders", pd.DataFrame({"customer_key": keys, "order_ts": order_ts, "amount": 50.0,
+                                            "order_id": [f"o{i}" for i in range(8)]}))
+    eng.write_table("touchpoints", pd.DataFrame({
+        "customer_key": keys, "anonymous_id": None, "touch_ts": order_ts + pd.Timedelta(days=touch_day_offset),
+        "channel": "email", "campaign_id": None, "cost": 1.0}))
+    return eng
+
+
+def test_one_channel_skips_markov_and_shapley_and_credits_the_rest(tmp_path):
+    from crmlib.status import Unavailable, read_warnings
+
+    eng = _one_channel_run(tmp_path)
+    result = stage.attribution_stage(eng, NO_MMM)
+    for model in (result.markov, result.shapley):
+        assert isinstance(model, Unavailable) and "at least two channels; this data has 1" in model.reason
+    written = pd.read_parquet(eng.table_path("attribution"))
+    assert set(written["model"]) == {"first_touch", "last_touch", "linear", "time_decay", "position_based"}
+    assert written.groupby("model")["conversions"].sum().eq(8).all() and set(written["channel"]) == {"email"}
+    assert [w["step"] for w in read_warnings(tmp_path, "roi")] == ["Markov attribution", "Shapley attribution"]
+    assert isinstance(stage.markov_charts(eng, NO_MMM), Unavailable)
+    assert stage.roi_stage(eng, NO_MMM)["model"].nunique() == 5
+
+
+def test_no_converting_journey_is_reported(tmp_path):
+    from crmlib.status import Unavailable, read_warnings
+
+    eng = _one_channel_run(tmp_path, touch_day_offset=2)  # every touch comes after its order
+    for fn in (stage.attribution_stage, stage.roi_stage, stage.disagreement_stage):
+        out = fn(eng, NO_MMM)
+        assert isinstance(out, Unavailable) and "none of the orders in the period has one" in out.reason
+    assert not eng.has_table("attribution") and not eng.has_table("roi")
+    assert [w["step"] for w in read_warnings(tmp_path, "roi")] == ["attribution"]
+
+
+def test_mmm_on_too_few_weeks_and_the_budget_that_needs_it(tmp_path):
+    from crmlib.status import Unavailable, read_warnings
+
+    eng = _write_run(tmp_path, weeks=12)
+    eng.write_table("mmm", pd.DataFrame({"channel": ["stale"]}))  # left by an earlier run's copy
+    model = stage.mmm_stage(eng, PARAMS)
+    assert isinstance(model, Unavailable) and not isinstance(model, stage.MissingInput)
+    assert "at least 26 complete weeks" in model.reason and "this data has" in model.reason
+    assert not eng.has_table("mmm")
+    budget = stage.budget_stage(eng, PARAMS)
+    assert isinstance(budget, Unavailable) and model.reason in budget.reason and not eng.has_table("roi_budget")
+    assert isinstance(stage.response_curves_chart(eng, PARAMS), Unavailable)
+    assert {w["step"] for w in read_warnings(tmp_path, "roi")} == {"media-mix model", "budget reallocation"}
+    # attribution does not depend on the MMM
+    assert not isinstance(stage.roi_stage(eng, PARAMS), Unavailable)
+
+
+def test_missing_touchpoints_are_recorded_and_mmm_still_runs(tmp_path):
+    from crmlib.status import read_warnings
+
+    eng = _write_run(tmp_path, with_touches=False)
+    assert isinstance(stage.roi_stage(eng, PARAMS), stage.MissingInput)
+    assert read_warnings(tmp_path, "roi")[0]["step"] == "journeys and attribution"
+    assert stage.mmm_stage(eng, PARAMS).n_weeks_ > 26
+
+
+def test_clv_table_without_clv_values_gives_no_ltv(tmp_path):
+    eng = _write_run(tmp_path, seed=2)
+    keys = [f"k{i}" for i in range(600)]
+    # the segmentation stage's table when only the purchase model could be fitted
+    eng.write_table("clv", pd.DataFrame({"customer_key": keys, "p_alive": 0.5, "clv": np.nan}))
+    roi = stage.roi_stage(eng, NO_MMM)
+    assert "ltv" not in roi.columns and "ltv_cac" not in roi.columns

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from crmlib.engine import Engine
+from crmlib.params import complete_params
 from crmlib.segmentation import stage
 
-PARAMS = {
+PARAMS = complete_params({
     "run": {"as_of": "1997-09-30", "currency": "USD"},
     "segmentation": {
         "clv": {"time_unit": "W", "holdout_end": "1998-06-30", "horizon": 39, "discount_rate": 0.10},
@@ -19,7 +20,7 @@ PARAMS = {
         "churn": {"thresholds": {"high": 0.3, "medium": 0.7}},
         "loyalty": {"tiers": [{"name": "Fan", "min_spend": 0}, {"name": "Collector", "min_spend": 200}]},
     },
-}
+})
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +36,11 @@ def engine(tmp_path_factory, cdnow_orders):
 
 
 def test_settings_defaults():
-    cfg = stage.segmentation_settings({})
+    cfg = stage.segmentation_settings(complete_params())
     assert cfg["time_unit"] == "W" and cfg["horizon"] == 52 and cfg["discount_rate"] == 0.10
     assert cfg["k"] is None and (cfg["k_min"], cfg["k_max"], cfg["seed"]) == (2, 8, 0)
     assert cfg["churn_thresholds"] == {"high": 0.3, "medium": 0.7}
-    assert stage.segmentation_settings({"segmentation": {"clv": {"time_unit": "M"}}})["horizon"] == 12
+    assert stage.segmentation_settings(complete_params({"segmentation": {"clv": {"time_unit": "M"}}}))["horizon"] == 12
 
 
 def test_clv_stage_contract_and_cdnow_numbers(engine):
@@ -116,5 +117,5 @@ def test_clv_by_segment_and_surveys(engine):
 
 
 def test_as_of_defaults_to_latest_order_date(engine):
-    assert stage.resolve_as_of(engine, {}) == "1998-06-30"
+    assert stage.resolve_as_of(engine, complete_params()) == "1998-06-30"
     assert stage.resolve_as_of(engine, PARAMS) == "1997-09-30"

@@ -1,0 +1,1 @@
+"""Test scaffolding for the ingest tests: a small multi-source fixture and synthetic identity records."""
