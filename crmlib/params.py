@@ -334,7 +334,7 @@ class Source(_Section):
     decimal: Literal[".", ","] = _doc(".", "decimal mark of amounts and costs in text files")
     thousands: Literal[",", ".", " ", "'", ""] | None = _doc(
         None, "thousands separator of amounts and costs; null = the usual one for the decimal mark "
-              "(',' for '.', '.' for ','); '' = none. Must differ from decimal")
+              "(',' for '.'; '.' or a space for ','); '' = none. Must differ from decimal")
 
 
 class Identity(_Section):
@@ -358,7 +358,8 @@ class Ingest(_Section):
         24.0, "a timestamp later than the end of run.as_of (or segmentation.clv.holdout_end if later; "
               "without run.as_of, the run's wall-clock time) plus this many hours is quarantined")
     max_abs_amount: float = _doc(
-        1e9, "amounts and costs beyond this in either sign are quarantined as absurd", gt=0.0)
+        1e9, "amounts and costs beyond this in either sign are quarantined as absurd; at most 1e15, "
+             "where float64 stops holding whole cents", gt=0.0, le=1e15)
     allow_duplicate_sources: bool = _doc(
         False, "two sources that are the same file or have the same content are an error; true makes "
                "that a warning")

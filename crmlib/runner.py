@@ -463,11 +463,13 @@ def _writer(table: str) -> str | None:
     return next((s.name for s in STAGES.values() if table in s.writes), None)
 
 
-def _unmet_needs(stage: Stage, *, kinds: set[str], failed: set[str], ran: set[str], tables_dir: Path) -> str | None:
+def _unmet_needs(stage: Stage, *, kinds: set[str], failed: set[str], ran: set[str],
+                 tables_dir: Path) -> tuple[str, bool] | None:
     """Why ``stage`` cannot run (None when it can): a needed table of a failed stage, of an input kind the
-    params do not have, or of a stage that did not run in this run and left no copy."""
+    params do not have, or of a stage that did not run in this run and left no copy. The flag says the
+    last case: a table that should be there is not (the run is then incomplete, not just shorter)."""
     if stage.input_kinds and not kinds.intersection(stage.input_kinds):
-        return f"no input of kind {' or '.join(stage.input_kinds)} in the params"
+        return f"no input of kind {' or '.join(stage.input_kinds)} in the params", False
     for group in stage.needs:
         failed_writers, absent_kinds, missing = [], [], []
         for table in group:
@@ -482,12 +484,12 @@ def _unmet_needs(stage: Stage, *, kinds: set[str], failed: set[str], ran: set[st
                 break  # this table is there (or will be): the group is met
         else:
             if failed_writers:
-                return f"needs tables of the failed stage {failed_writers[0]}"
+                return f"needs tables of the failed stage {failed_writers[0]}", False
             if missing:
                 table, writer = missing[0]
-                return (f"needs table {table} (written by stage {writer}), which this run does not have; "
-                        f"run {writer} too")
-            return f"no input of kind {' or '.join(absent_kinds)} in the params"
+                return (f"needs table {table} (written by stage {writer}), which this run does not have "
+                        f"and no earlier successful run left; run {writer} too"), True
+            return f"no input of kind {' or '.join(absent_kinds)} in the params", False
     return None
 
 
@@ -674,8 +676,17 @@ def _run_stages(params: dict, *, run_id: str, only: list[str] | None, notebooks_
                           "to take its tables from")
         elif nb is None:
             rec.status, rec.reason = "skipped", f"no notebook for this stage in {notebooks_dir}"
-        elif (why := _unmet_needs(stage, kinds=kinds, failed=failed, ran=ran, tables_dir=work_dir / "tables")):
-            rec.status, rec.reason = "skipped", why
+        elif (unmet := _unmet_needs(stage, kinds=kinds, failed=failed, ran=ran, tables_dir=work_dir / "tables")):
+            rec.reason, table_missing = unmet
+            # a stage the operator asked for by name that cannot find its tables is a failed run, not a
+            # shorter one: a scheduler must not read "nothing was done" as success
+            rec.status = "failed" if table_missing and only else "skipped"
+            if rec.status == "failed":
+                failed.add(stage.name)
+                rec.error = rec.reason
+                print(f"{prefix}: failed ({rec.reason})", file=out, flush=True)
+                print(f"crm run: stage {stage.name} failed: {rec.reason}", file=err, flush=True)
+                continue
         if rec.status == "skipped":
             print(f"{prefix}: skipped ({rec.reason})", file=out, flush=True)
             continue

@@ -216,15 +216,16 @@ def test_only_reuses_upstream_tables_and_lists_the_rest_as_not_selected(tiny_par
     assert "ran only segmentation" in row and "not selected" in row and "from run a1" in row
 
 
-def test_only_without_an_earlier_run_skips_a_stage_whose_tables_are_missing(tiny_params: Path, tmp_path: Path,
-                                                                             notebook_writer):
+def test_only_stage_whose_tables_no_run_has_fails_the_run(tiny_params: Path, tmp_path: Path, notebook_writer):
+    # the operator asked for segmentation by name: finding nothing to run on is a failure, not a success
     nbs = tmp_path / "nbs7"
     notebook_writer(nbs / "01_ingest.ipynb", "print('x')")
     notebook_writer(nbs / "02_segmentation.ipynb", "print('y')")
     res = run_pipeline(tiny_params, notebooks_dir=nbs, run_id="o1", only=["segmentation"])
     seg = res.stages[1]
-    assert seg.status == "skipped" and "needs table orders (written by stage ingest)" in seg.reason
-    assert "no earlier run" in res.stages[0].reason
+    assert seg.status == "failed" and "needs table orders (written by stage ingest)" in seg.reason
+    assert not res.ok and res.failed_stage == "segmentation"
+    assert res.stages[0].status == "skipped" and "no earlier run" in res.stages[0].reason
 
 
 def test_second_run_on_a_locked_output_folder_is_refused_and_touches_nothing(tiny_params: Path, notebooks: Path):

@@ -59,7 +59,7 @@ def check_sources(params: dict) -> list[tuple[str, str]]:
     try:
         from crmlib.engine import Engine
 
-        with tempfile.TemporaryDirectory(prefix="crmlib-validate-") as tmp, \
+        with tempfile.TemporaryDirectory(prefix="crm-validate-") as tmp, \
                 Engine(Path(tmp) / "run", database=":memory:") as engine:
             for i, src in enumerate(sources):
                 problems += [(_where(i, src), m) for m in _check_with_fixes(engine, src, run, params)]
