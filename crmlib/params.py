@@ -48,6 +48,9 @@ __all__ = [
     "load_params",
     "validate_params",
     "complete_params",
+    "complete_source",
+    "effective_delimiter",
+    "experiment_defaults",
     "public_params",
     "plain_name_problem",
     "schema_default",
@@ -624,7 +627,7 @@ def _cross_checks(raw: dict, problems: list, *, need_orders: bool) -> None:
         if s.get("id_source") is not None and s["id_source"] not in contacts:
             problems.append((f"{key}.id_source", f"{_show(s['id_source'])} is not the name of a contacts source "
                              f"(contacts sources: {', '.join(sorted(map(str, contacts))) or 'none'})"))
-        decimal = s.get("decimal", ".")
+        decimal = s.get("decimal", Source.model_fields["decimal"].default)
         if s.get("thousands") is not None and s.get("thousands") == decimal:
             problems.append((f"{key}.thousands", f"the thousands separator {_show(s['thousands'])} must differ "
                              f"from the decimal mark {_show(decimal)}"))
@@ -644,12 +647,14 @@ def _cross_checks(raw: dict, problems: list, *, need_orders: bool) -> None:
     if as_of and holdout_end and holdout_end <= as_of:
         problems.append(("segmentation.clv.holdout_end", f"must be after run.as_of ({as_of}); got {holdout_end}"))
     clusters = seg.get("clusters") if isinstance(seg.get("clusters"), dict) else {}
-    k_min, k_max = clusters.get("k_min", 2), clusters.get("k_max", 8)
+    k_min = clusters.get("k_min", Clusters.model_fields["k_min"].default)
+    k_max = clusters.get("k_max", Clusters.model_fields["k_max"].default)
     if isinstance(k_min, int) and isinstance(k_max, int) and k_min > k_max:
         problems.append(("segmentation.clusters.k_max", f"must be at least k_min ({k_min}); got {k_max}"))
     churn = seg.get("churn") if isinstance(seg.get("churn"), dict) else {}
     th = churn.get("thresholds") if isinstance(churn.get("thresholds"), dict) else {}
-    high, medium = th.get("high", 0.3), th.get("medium", 0.7)
+    high = th.get("high", ChurnThresholds.model_fields["high"].default)
+    medium = th.get("medium", ChurnThresholds.model_fields["medium"].default)
     if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (high, medium)) and high > medium:
         problems.append(("segmentation.churn.thresholds.high", f"must not exceed medium ({medium}); got {high}"))
 
@@ -726,12 +731,54 @@ def complete_params(partial: dict | None = None) -> dict:
     return model.model_dump()
 
 
+def complete_source(partial: dict) -> dict:
+    """One ``sources[]`` entry with every default filled in from :class:`Source` (a plain dict).
+
+    For code and tests that read a single file outside a run: the file is not opened, a relative path
+    resolves against the working directory, and a null ``format`` is told from the file extension as
+    :func:`load_params` does.
+
+    Raises
+    ------
+    ParamsError
+        When ``partial`` lacks ``name``, ``kind`` or ``path``, has unknown keys or values of the wrong type.
+    """
+    try:
+        model = Params.model_validate({"sources": [copy.deepcopy(partial)]},
+                                      context={"base": Path.cwd(), "check_files": False})
+    except ValidationError as exc:
+        raise ParamsError("<source>", _problems_from(exc)) from None
+    return model.sources[0].model_dump()
+
+
+def effective_delimiter(source: dict) -> str:
+    """The field delimiter of a validated csv/tsv source: ``delimiter``, or for null the one its format
+    implies (tab for tsv, ',' otherwise), as ``sources[].delimiter`` documents."""
+    return source["delimiter"] or ("\t" if source["format"] == "tsv" else ",")
+
+
+def experiment_defaults(experiment_id: str) -> dict:
+    """The ``ab_tests.experiments[]`` entry of an experiment the params do not list: every key at the
+    schema's default (:class:`Experiment`), e.g. for an experiment found only in the assignment log."""
+    return Experiment(id=experiment_id).model_dump()
+
+
+_DEFAULTS: dict | None = None
+
+
 def schema_default(dotted: str) -> Any:
-    """The schema's default of a key, e.g. ``schema_default("ingest.identity.match_threshold")``."""
-    node: Any = complete_params()
+    """The schema's default of a key, e.g. ``schema_default("ingest.identity.match_threshold")``; a key of
+    every ``sources[]`` entry is ``"sources.<key>"``, e.g. ``schema_default("sources.decimal")``."""
+    head, _, rest = dotted.partition(".")
+    if head == "sources" and rest:
+        return copy.deepcopy(Source.model_fields[rest].get_default(call_default_factory=True))
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        _DEFAULTS = complete_params()
+    node: Any = _DEFAULTS
     for part in dotted.split("."):
         node = node[part]
-    return node
+    return copy.deepcopy(node)
 
 
 def public_params(params: dict) -> dict:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from crmlib.params import experiment_defaults
 from crmlib.status import CannotCompute
 
 from .bayes import LABEL as BAYES_LABEL
@@ -41,7 +42,7 @@ from .cuped import cuped_test
 from .multiple import adjust_grouped, reject
 from .power import achieved_power, mde
 from .ratio import ratio_test
-from .sequential import DEFAULT_TUNING, confidence_sequence
+from .sequential import confidence_sequence
 from .srm import SRM_THRESHOLD, srm_test
 from .stats import TwoSampleResult, non_inferiority_test, welch_test
 
@@ -79,22 +80,10 @@ class ABAnalysis:
 
 
 def experiment_config(ab_params: dict, experiment_id: str) -> dict:
-    """The params entry of one experiment with defaults filled (empty design when not listed)."""
-    entry = next((e for e in ab_params.get("experiments") or [] if e.get("id") == experiment_id), None)
-    return _fill_config(entry, experiment_id)
-
-
-def _fill_config(entry: dict | None, experiment_id: str) -> dict:
-    cfg = dict(entry) if entry else {"id": experiment_id}
-    cfg.setdefault("weights", None)
-    cfg["primary_metric"] = cfg.get("primary_metric") or "conversion"
-    cfg["secondary_metrics"] = list(cfg.get("secondary_metrics") or [])
-    cfg["guardrails"] = [
-        {"metric": g["metric"], "margin": 0.02 if g.get("margin") is None else float(g["margin"])}
-        for g in (cfg.get("guardrails") or [])
-    ]
-    cfg.setdefault("planned_n_per_arm", None)
-    return cfg
+    """The validated params entry of one experiment; for one the params do not list (found only in the
+    assignment log), the schema's defaults (:func:`crmlib.params.experiment_defaults`: equal weights)."""
+    entry = next((e for e in ab_params["experiments"] if e["id"] == experiment_id), None)
+    return entry if entry is not None else experiment_defaults(experiment_id)
 
 
 def require_comparable(stats: pd.DataFrame, experiment_id: str, *, window_days: int | None = None,
@@ -151,13 +140,13 @@ def resolve_controls(stats: pd.DataFrame, ab_params: dict) -> dict[str, tuple[st
     named = named.drop_duplicates("experiment_id").set_index("experiment_id")["variant"].to_dict()
     first = arms.groupby("experiment_id")["variant"].first().to_dict()
     variants_of = {}
-    configured = {e.get("id") for e in (ab_params.get("experiments") or [])}
+    configured = {e["id"] for e in ab_params["experiments"]}
     if configured:
         sub = arms[arms["experiment_id"].isin(configured)]
         variants_of = sub.groupby("experiment_id")["variant"].agg(set).to_dict()
     out = {}
     for exp_id in first:
-        weights = experiment_config(ab_params, exp_id).get("weights") or {} if exp_id in configured else {}
+        weights = experiment_config(ab_params, exp_id)["weights"]
         if exp_id in one_flag:
             out[exp_id] = (one_flag[exp_id], "is_control flag")
         elif exp_id in named:
@@ -258,7 +247,7 @@ def _roles(cfg: dict) -> dict[str, str]:
 
 def analyze(
     stats: pd.DataFrame,
-    ab_params: dict | None = None,
+    ab_params: dict,
     *,
     cuped: bool = True,
     test: str = "welch",
@@ -271,8 +260,9 @@ def analyze(
     stats : DataFrame
         Long sufficient statistics from :func:`crmlib.abtest.metrics.sufficient_statistics`.
     ab_params : dict
-        The ``ab_tests`` params section (``alpha``, ``correction``, ``sequential_tuning``,
-        ``experiments``...).
+        The validated ``ab_tests`` params section, every key present (:func:`crmlib.params.load_params`
+        or :func:`crmlib.params.complete_params`): ``alpha``, ``correction``, ``sequential_tuning``,
+        ``experiments``...
     cuped : bool
         Use the CUPED-adjusted estimate for mean metrics (unadjusted kept beside it).
     test : {"welch", "z"}
@@ -287,10 +277,10 @@ def analyze(
     -------
     ABAnalysis
     """
-    ab = dict(ab_params or {})
-    alpha = float(ab.get("alpha") or 0.05)
-    correction = ab.get("correction") or "holm"
-    tuning = float(ab.get("sequential_tuning") or DEFAULT_TUNING)
+    ab = dict(ab_params)
+    alpha = float(ab["alpha"])
+    correction = ab["correction"]
+    tuning = float(ab["sequential_tuning"])
     stats = stats.copy()
     stats["variant"] = stats["variant"].astype(str)
     controls = resolve_controls(stats, ab)
@@ -316,8 +306,7 @@ def analyze(
         pairs["method"] = pairs["method"] + f"; sequential: asymptotic confidence sequence (tuning={tuning:g})"
 
     # --- roles, families and corrections ------------------------------------------------------------
-    index = {e.get("id"): e for e in ab.get("experiments") or []}
-    cfgs = {e: _fill_config(index.get(e), e) for e in stats["experiment_id"].unique()}
+    cfgs = {e: experiment_config(ab, e) for e in stats["experiment_id"].unique()}
     pairs["role"] = [_roles(cfgs[e]).get(m, "exploratory") for e, m in zip(pairs["experiment_id"], pairs["metric"])]
     family = pairs["experiment_id"].astype(str) + "\x1f" + pairs["role"]
     guard = (pairs["role"] == "guardrail").to_numpy()
@@ -359,7 +348,7 @@ def analyze(
 
     srm_p = dict(zip(srm["experiment_id"], srm["srm_p_value"]))
     pairs["srm_p_value"] = pairs["experiment_id"].map(srm_p)
-    planned = {e: c.get("planned_n_per_arm") for e, c in cfgs.items()}
+    planned = {e: c["planned_n_per_arm"] for e, c in cfgs.items()}
     pairs["planned_n_per_arm"] = pairs["experiment_id"].map(planned).astype(float)
     pairs["planned_n_reached"] = (np.minimum(pairs["n"], pairs["c_n"]) >= pairs["planned_n_per_arm"]).fillna(False)
     pairs["is_control"] = False
@@ -412,9 +401,9 @@ def _srm_table(stats: pd.DataFrame, ab: dict, controls: dict) -> pd.DataFrame:
     arms["w"] = 1.0
     unknown: dict[str, list] = {}
     extra = []
-    for e in ab.get("experiments") or []:
-        weights = e.get("weights") or {}
-        if not weights or e.get("id") not in controls:
+    for e in ab["experiments"]:
+        weights = e["weights"]
+        if not weights or e["id"] not in controls:
             continue
         mask = arms["experiment_id"] == e["id"]
         seen = set(arms.loc[mask, "variant"])
@@ -589,7 +578,7 @@ def _power_table(results, cfgs, alpha) -> pd.DataFrame:
 
 
 def cumulative_comparisons(
-    daily: pd.DataFrame, ab_params: dict | None = None, *, metric: str | None = None, cuped: bool = True,
+    daily: pd.DataFrame, ab_params: dict, *, metric: str | None = None, cuped: bool = True,
     test: str = "welch",
 ) -> pd.DataFrame:
     """Lift over time from :func:`crmlib.abtest.metrics.daily_cumulative_statistics`.
@@ -598,9 +587,9 @@ def cumulative_comparisons(
     primary metric), with the fixed-horizon CI (valid only at a single planned look) and the
     confidence sequence (valid at every look).
     """
-    ab = dict(ab_params or {})
-    alpha = float(ab.get("alpha") or 0.05)
-    tuning = float(ab.get("sequential_tuning") or DEFAULT_TUNING)
+    ab = dict(ab_params)
+    alpha = float(ab["alpha"])
+    tuning = float(ab["sequential_tuning"])
     cols = ["experiment_id", "metric", "variant", "date", "n", "c_n", "abs_lift", "abs_ci_low", "abs_ci_high",
             "rel_lift", "rel_ci_low", "rel_ci_high", "p_value", "seq_ci_low", "seq_ci_high", "seq_rel_ci_low",
             "seq_rel_ci_high", "p_value_sequential"]

@@ -18,9 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crmlib.params import schema_default
+
 from .stats import TwoSampleResult, compare_means, welch_test
 
 __all__ = ["CupedResult", "cuped_test"]
+
+#: default significance level: the params schema's ``ab_tests.alpha`` (one place defines it)
+_ALPHA = schema_default("ab_tests.alpha")
 
 
 @dataclass
@@ -71,7 +76,7 @@ def _arm(d: dict):
     return n, sy, syy, sx, sxx, sxy
 
 
-def cuped_test(control: dict, treatment: dict, *, alpha: float = 0.05, test: str = "welch") -> CupedResult:
+def cuped_test(control: dict, treatment: dict, *, alpha: float = _ALPHA, test: str = "welch") -> CupedResult:
     """CUPED comparison from per-arm sums.
 
     Parameters

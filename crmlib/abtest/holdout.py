@@ -34,10 +34,10 @@ COLUMNS = [
 def holdout_experiments(ab_params: dict) -> dict[str, dict]:
     """``{experiment_id: {"channel", "campaign_id"}}`` for experiments marked as holdouts."""
     out = {}
-    for e in ab_params.get("experiments") or []:
-        h = e.get("holdout") or {}
-        if h.get("channel") or h.get("campaign_id"):
-            out[e["id"]] = {"channel": h.get("channel"), "campaign_id": h.get("campaign_id")}
+    for e in ab_params["experiments"]:
+        h = e["holdout"]
+        if h["channel"] or h["campaign_id"]:
+            out[e["id"]] = {"channel": h["channel"], "campaign_id": h["campaign_id"]}
     return out
 
 

@@ -32,6 +32,8 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from crmlib.params import schema_default
+
 __all__ = [
     "MEAN_METRICS",
     "RATIO_METRICS",
@@ -78,7 +80,7 @@ def unit_outcomes(
     orders: ibis.Table,
     events: ibis.Table | None = None,
     *,
-    window_days: int = 14,
+    window_days: int = schema_default("ab_tests.window_days"),
     as_of=None,
     session_event_types: Sequence[str] = ("session_start", "session"),
     segments: ibis.Table | None = None,

@@ -14,7 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from crmlib.params import schema_default
+
 __all__ = ["holm", "benjamini_hochberg", "adjust_pvalues", "adjust_grouped", "reject"]
+
+#: default significance level: the params schema's ``ab_tests.alpha`` (one place defines it)
+_ALPHA = schema_default("ab_tests.alpha")
 
 
 def _adjust(pvalues, step) -> np.ndarray:
@@ -42,7 +47,7 @@ def benjamini_hochberg(pvalues) -> np.ndarray:
     return _adjust(pvalues, lambda q: np.minimum.accumulate((q * q.size / np.arange(1, q.size + 1))[::-1])[::-1])
 
 
-def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
+def adjust_pvalues(pvalues, method: str = schema_default("ab_tests.correction")) -> np.ndarray:
     """Adjust one family of p-values; ``method`` is ``"holm"`` (default) or ``"bh"``."""
     if method == "holm":
         return holm(pvalues)
@@ -51,13 +56,13 @@ def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
     raise ValueError(f"correction must be 'holm' or 'bh', got {method!r}")
 
 
-def reject(adjusted, alpha: float = 0.05) -> np.ndarray:
+def reject(adjusted, alpha: float = _ALPHA) -> np.ndarray:
     """Rejections with the ``<=`` boundary rule (as statsmodels)."""
     a = np.asarray(adjusted, float)
     return np.where(np.isnan(a), False, a <= alpha)
 
 
-def adjust_grouped(pvalues, families, method: str = "holm") -> np.ndarray:
+def adjust_grouped(pvalues, families, method: str = schema_default("ab_tests.correction")) -> np.ndarray:
     """Adjust p-values within each family at once (vectorized over many families).
 
     Parameters

@@ -16,12 +16,17 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as sps
 
+from crmlib.params import schema_default
+
 __all__ = ["sample_size_per_arm", "sample_size_proportions", "sample_size_means", "mde", "achieved_power"]
+
+#: default significance level: the params schema's ``ab_tests.alpha`` (one place defines it)
+_ALPHA = schema_default("ab_tests.alpha")
 
 CONVENTION = "two-sided normal approximation, unpooled variances, n(1-rho^2) for CUPED"
 
 
-def sample_size_per_arm(var_control, var_treatment, delta, *, alpha: float = 0.05, power: float = 0.8,
+def sample_size_per_arm(var_control, var_treatment, delta, *, alpha: float = _ALPHA, power: float = 0.8,
                         rho=0.0) -> np.ndarray:
     """Units per arm to detect an absolute difference ``delta`` (equal arms, not rounded)."""
     za, zb = sps.norm.isf(alpha / 2), sps.norm.ppf(power)
@@ -29,7 +34,7 @@ def sample_size_per_arm(var_control, var_treatment, delta, *, alpha: float = 0.0
     return (za + zb) ** 2 * (vc + vt) / d**2 * (1 - r**2)
 
 
-def sample_size_proportions(p_control, relative_mde, *, alpha: float = 0.05, power: float = 0.8,
+def sample_size_proportions(p_control, relative_mde, *, alpha: float = _ALPHA, power: float = 0.8,
                             rho=0.0) -> np.ndarray:
     """Units per arm for a conversion rate ``p_control`` and a relative MDE (not rounded)."""
     p1 = np.asarray(p_control, float)
@@ -37,13 +42,13 @@ def sample_size_proportions(p_control, relative_mde, *, alpha: float = 0.05, pow
     return sample_size_per_arm(p1 * (1 - p1), p2 * (1 - p2), p2 - p1, alpha=alpha, power=power, rho=rho)
 
 
-def sample_size_means(sd, mde_abs, *, alpha: float = 0.05, power: float = 0.8, rho=0.0) -> np.ndarray:
+def sample_size_means(sd, mde_abs, *, alpha: float = _ALPHA, power: float = 0.8, rho=0.0) -> np.ndarray:
     """Units per arm for a mean metric with standard deviation ``sd`` (both arms) and absolute MDE."""
     v = np.asarray(sd, float) ** 2
     return sample_size_per_arm(v, v, mde_abs, alpha=alpha, power=power, rho=rho)
 
 
-def mde(n_control, n_treatment, var_control, var_treatment, *, alpha: float = 0.05, power: float = 0.8,
+def mde(n_control, n_treatment, var_control, var_treatment, *, alpha: float = _ALPHA, power: float = 0.8,
         rho=0.0) -> np.ndarray:
     """Absolute minimum detectable effect for the traffic seen (same convention as the planner)."""
     za, zb = sps.norm.isf(alpha / 2), sps.norm.ppf(power)
@@ -52,7 +57,7 @@ def mde(n_control, n_treatment, var_control, var_treatment, *, alpha: float = 0.
         return (za + zb) * np.sqrt((vc / nc + vt / nt) * (1 - r**2))
 
 
-def achieved_power(delta, n_control, n_treatment, var_control, var_treatment, *, alpha: float = 0.05,
+def achieved_power(delta, n_control, n_treatment, var_control, var_treatment, *, alpha: float = _ALPHA,
                    rho=0.0) -> np.ndarray:
     """Power of the two-sided test to detect ``delta`` with the traffic seen (both tails counted)."""
     za = sps.norm.isf(alpha / 2)

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from crmlib.params import schema_default
+
 from .stats import TwoSampleResult, compare_means
 
 __all__ = ["ratio_moments", "ratio_test"]
+
+#: default significance level: the params schema's ``ab_tests.alpha`` (one place defines it)
+_ALPHA = schema_default("ab_tests.alpha")
 
 
 def ratio_moments(n, sum_num, sum_num2, sum_den, sum_den2, sum_num_den) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +56,7 @@ def ratio_moments(n, sum_num, sum_num2, sum_den, sum_den2, sum_num_den) -> tuple
 
 
 def ratio_test(
-    control: dict, treatment: dict, *, alpha: float = 0.05, test: str = "welch"
+    control: dict, treatment: dict, *, alpha: float = _ALPHA, test: str = "welch"
 ) -> TwoSampleResult:
     """Compare a ratio metric between arms (delta method, covariance at the randomization unit).
 

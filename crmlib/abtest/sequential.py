@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["confidence_sequence", "msprt_pvalue", "DEFAULT_TUNING"]
+from crmlib.params import schema_default
 
-DEFAULT_TUNING = 5000.0
+__all__ = ["confidence_sequence", "msprt_pvalue"]
+
+#: default significance level: the params schema's ``ab_tests.alpha`` (one place defines it)
+_ALPHA = schema_default("ab_tests.alpha")
 
 
 def _rho2(alpha: float, tuning: float) -> float:
@@ -31,7 +34,8 @@ def _rho2(alpha: float, tuning: float) -> float:
 
 
 def confidence_sequence(
-    estimate, se, n_total, *, alpha: float = 0.05, tuning: float = DEFAULT_TUNING, null: float | np.ndarray = 0.0
+    estimate, se, n_total, *, alpha: float = _ALPHA,
+    tuning: float = schema_default("ab_tests.sequential_tuning"), null: float | np.ndarray = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Asymptotic confidence sequence and always-valid p-value (vectorized).
 

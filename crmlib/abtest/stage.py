@@ -1,10 +1,11 @@
 """Stage 4 glue: functions a thin notebook calls one per cell, each taking ``(engine, params)``.
 
-Params read (section ``ab_tests``; defaults in brackets): ``window_days`` [14], ``alpha`` [0.05],
-``correction`` ["holm" | "bh"], ``sequential_tuning`` [5000], ``winsorize`` [null = off; else the
-pooled upper quantile, e.g. 0.99], ``experiments[]``: ``id``, ``weights`` [equal],
-``primary_metric`` ["conversion"], ``secondary_metrics`` [], ``guardrails[{metric, margin [0.02]}]``,
-``planned_n_per_arm``, ``holdout{channel, campaign_id}``. Also ``run.as_of`` [latest order date].
+Params read (section ``ab_tests``; types, defaults and meanings: the schema, :mod:`crmlib.params` /
+``docs/PARAMS.md``): ``window_days``, ``alpha``, ``correction``, ``sequential_tuning``, ``winsorize``,
+``experiments[]``: ``id``, ``weights``, ``primary_metric``, ``secondary_metrics``,
+``guardrails[{metric, margin}]``, ``planned_n_per_arm``, ``holdout{channel, campaign_id}``. Also
+``run.as_of``. An experiment in the assignment log but not in the params gets the schema's defaults
+(:func:`crmlib.params.experiment_defaults`).
 
 Run tables read: ``experiments``, ``orders`` (required), ``events``, ``spend``, ``roi`` (optional).
 Run table written: ``tables/ab_results.parquet`` (contract columns first, documented extras after).
@@ -28,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from crmlib.asof import resolve_as_of
+from crmlib.params import experiment_defaults
 
 from . import holdout as _holdout
 from crmlib.status import Unavailable, guard
@@ -95,7 +97,7 @@ def _build_state(engine, params) -> dict[str, Any]:
     stats = sufficient_statistics(outcomes, winsorize=ab["winsorize"])
     # each experiment on its own: one that cannot be compared is recorded and left out, the others go on
     unavailable = {}
-    designs = {e["id"]: e.get("weights") or None for e in ab["experiments"]}
+    designs = {e["id"]: e["weights"] for e in ab["experiments"]}
     for experiment_id in dict.fromkeys([*sorted(set(stats["experiment_id"])), *designs]):
         checked = guard(engine, STAGE, f"experiment {experiment_id}",
                         lambda e=experiment_id: require_comparable(stats, e, window_days=ab["window_days"],
@@ -202,7 +204,7 @@ def cumulative_lift(engine, params: dict, *, metric: str | None = None) -> pd.Da
     """Cumulative lift by assignment date (fixed CI and confidence sequence) per experiment."""
     st = _state(engine, params)
     if st["outcomes"] is None:
-        return cumulative_comparisons(pd.DataFrame())
+        return cumulative_comparisons(pd.DataFrame(), st["ab"])
     k = ("daily",)
     if k not in st:
         st[k] = daily_cumulative_statistics(st["outcomes"], winsorize=st["ab"]["winsorize"])
@@ -255,7 +257,8 @@ def segment_results(engine, params: dict, segments, *, cuped: bool = True) -> pd
     stats["experiment_id"] = stats["experiment_id"] + " | " + stats["segment"]
     ab = dict(st["ab"])
     base = {e["id"]: e for e in ab["experiments"]}
-    ab["experiments"] = [{**base.get(x.split(" | ")[0], {}), "id": x} for x in stats["experiment_id"].unique()]
+    ab["experiments"] = [{**base.get(x.split(" | ")[0], experiment_defaults(x)), "id": x}
+                         for x in stats["experiment_id"].unique()]
     res = analyze(stats.drop(columns=["segment"]), ab, cuped=cuped).results
     res["segment"] = res["experiment_id"].str.split(" | ", regex=False).str[-1]
     res["experiment_id"] = res["experiment_id"].str.split(" | ", regex=False).str[0]

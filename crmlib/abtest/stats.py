@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from crmlib.params import schema_default
+
 __all__ = [
     "TwoSampleResult",
     "moments_from_sums",
@@ -44,6 +46,9 @@ __all__ = [
     "proportion_confint",
     "welch_df",
 ]
+
+#: default significance level: the params schema's ``ab_tests.alpha`` (one place defines it)
+_ALPHA = schema_default("ab_tests.alpha")
 
 _TESTS = ("welch", "z")
 
@@ -97,7 +102,7 @@ class TwoSampleResult:
     fieller_unbounded: np.ndarray
     var_mean_control: np.ndarray
     var_mean_treatment: np.ndarray
-    alpha: float = 0.05
+    alpha: float = _ALPHA
     method: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -229,7 +234,7 @@ def compare_means(
     mean_treatment,
     var_mean_treatment,
     *,
-    alpha: float = 0.05,
+    alpha: float = _ALPHA,
     test: str = "welch",
     label: str = "",
 ) -> TwoSampleResult:
@@ -294,7 +299,7 @@ def welch_test(
     sum_treatment,
     sum_sq_treatment,
     *,
-    alpha: float = 0.05,
+    alpha: float = _ALPHA,
     test: str = "welch",
     binary: bool | None = None,
 ) -> TwoSampleResult:
@@ -333,7 +338,7 @@ def welch_test(
 
 
 def proportion_test(
-    conversions_control, n_control, conversions_treatment, n_treatment, *, alpha: float = 0.05, test: str = "welch"
+    conversions_control, n_control, conversions_treatment, n_treatment, *, alpha: float = _ALPHA, test: str = "welch"
 ) -> TwoSampleResult:
     """Two-proportion comparison (binary metric: ``Σy² = Σy``), unpooled SE.
 
@@ -370,7 +375,7 @@ def non_inferiority_test(result: TwoSampleResult, margin, *, alpha: float | None
     return {"margin_abs": margin_abs, "statistic": stat, "pvalue": p, "lower_bound": lower, "non_inferior": p < alpha}
 
 
-def proportion_confint(count, nobs, *, alpha: float = 0.05, method: str = "wilson") -> tuple[np.ndarray, np.ndarray]:
+def proportion_confint(count, nobs, *, alpha: float = _ALPHA, method: str = "wilson") -> tuple[np.ndarray, np.ndarray]:
     """Single-arm CI for a conversion rate (vectorized).
 
     ``method="wilson"`` (default; stays sensible at 0 conversions) or ``"jeffreys"``.

@@ -28,6 +28,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.operations as ops
 
+from crmlib.params import schema_default
+
 __all__ = ["build_customers", "order_totals", "parse_tag_rule", "TagRuleError", "tag_array"]
 
 _OPS = {ast.Eq: "__eq__", ast.NotEq: "__ne__", ast.Lt: "__lt__", ast.LtE: "__le__", ast.Gt: "__gt__",
@@ -158,7 +160,7 @@ def build_customers(
     appearances: ibis.Table,
     *,
     tags: dict[str, str] | None = None,
-    keep_pii: bool = False,
+    keep_pii: bool = schema_default("privacy.keep_pii"),
     orders_are_totals: bool = False,
     source_names: Sequence[str] | None = None,
 ) -> ibis.Table:

@@ -141,7 +141,7 @@ def resolve_identities(
     engine: Engine,
     records: ibis.Table | pd.DataFrame,
     *,
-    method: str = "splink",
+    method: str = schema_default("ingest.identity.method"),
     match_threshold: float = schema_default("ingest.identity.match_threshold"),
     salt: str,
     max_key_records: int = 50,

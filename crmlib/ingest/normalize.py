@@ -42,7 +42,7 @@ import pandas as pd
 import phonenumbers
 
 from crmlib.engine import replace_temp_table
-from crmlib.params import USUAL_THOUSANDS
+from crmlib.params import USUAL_THOUSANDS, schema_default
 
 __all__ = [
     "clean_text", "parse_gender", "parse_number_text", "finite_or_null", "parse_timestamp", "parse_date",
@@ -153,8 +153,8 @@ class NumberFormat:
         ``','`` for ``'.'``; ``'.'`` or a space for ``','`` (German and French writing).
     """
 
-    decimal: str = "."
-    thousands: str | None = None
+    decimal: str = schema_default("sources.decimal")
+    thousands: str | None = schema_default("sources.thousands")
 
     @property
     def separators(self) -> tuple[str, ...]:
@@ -177,15 +177,16 @@ class NumberFormat:
 
 
 def number_format(source: dict) -> NumberFormat:
-    """The :class:`NumberFormat` a source declares (``decimal``, ``thousands``; defaults ``'.'``, usual).
+    """The :class:`NumberFormat` a validated source declares (``decimal``, ``thousands``; null thousands =
+    the usual one for the decimal mark).
 
     Raises
     ------
     ValueError
         For a mark other than ``'.'``/``','``, an unknown separator, or a separator equal to the mark.
     """
-    decimal = source.get("decimal") or "."
-    thousands = source.get("thousands")
+    decimal = source["decimal"]
+    thousands = source["thousands"]
     if decimal not in (".", ","):
         raise ValueError(f"decimal must be '.' or ',', got {decimal!r}")
     if thousands is not None and thousands not in (",", ".", " ", "'", ""):
@@ -354,7 +355,7 @@ def cn_mobile_e164(col: ibis.Value) -> ibis.Value:
                        ibis.null("string"))
 
 
-def phone_to_e164(value: str | None, region: str = "CN") -> str | None:
+def phone_to_e164(value: str | None, region: str = schema_default("privacy.default_phone_region")) -> str | None:
     """One phone string -> E.164 with ``phonenumbers`` (``region`` for numbers without a country code).
 
     Returns None when ``phonenumbers`` cannot parse it or says it is not a valid number.
@@ -375,7 +376,8 @@ def phone_to_e164(value: str | None, region: str = "CN") -> str | None:
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
-def phone_lookup(con, phones: ibis.Value | ibis.Table, *, region: str = "CN",
+def phone_lookup(con, phones: ibis.Value | ibis.Table, *,
+                 region: str = schema_default("privacy.default_phone_region"),
                  name: str = "phone_lookup") -> ibis.Table:
     """A table ``raw_phone -> phone`` (E.164 or null) for every distinct phone string in ``phones``.
 

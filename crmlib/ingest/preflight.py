@@ -53,9 +53,9 @@ def check_sources(params: dict) -> list[tuple[str, str]]:
         every source reads cleanly.
     """
     problems: list[tuple[str, str]] = []
-    sources = [s for s in (params.get("sources") or []) if isinstance(s, dict)]
+    sources = params["sources"]
     problems += _duplicate_sources(params)
-    run = params.get("run") or {}
+    run = params["run"]
     try:
         from crmlib.engine import Engine
 
@@ -69,13 +69,13 @@ def check_sources(params: dict) -> list[tuple[str, str]]:
 
 
 def _where(i: int, src: dict) -> str:
-    return f"sources[{i}] {src.get('name', '?')} ({Path(str(src.get('path', '?'))).name})"
+    return f"sources[{i}] {src['name']} ({Path(src['path']).name})"
 
 
 def _duplicate_sources(params: dict) -> list[tuple[str, str]]:
     """Two sources that are one file or one content (:func:`crmlib.ingest.validate.duplicate_sources`), as
     (where, message) pairs - none when ``ingest.allow_duplicate_sources`` says that is meant."""
-    if (params.get("ingest") or {}).get("allow_duplicate_sources"):
+    if params["ingest"]["allow_duplicate_sources"]:
         return []
     try:
         from crmlib.ingest.validate import duplicate_sources
@@ -85,7 +85,7 @@ def _duplicate_sources(params: dict) -> list[tuple[str, str]]:
         pairs = duplicate_sources(params)
     except Exception as exc:
         return [("sources", f"cannot compare the source files: {type(exc).__name__}: {exc}")]
-    index = {s.get("name"): i for i, s in enumerate(params.get("sources") or []) if isinstance(s, dict)}
+    index = {s["name"]: i for i, s in enumerate(params["sources"])}
     out = []
     for a, b, why in pairs:
         where = f"sources[{index.get(a, '?')}] {a} and sources[{index.get(b, '?')}] {b}"
@@ -130,14 +130,10 @@ def _check_source(engine: Any, src: dict, run: dict, params: dict) -> list[str]:
 
     raw = read_source(engine, src, sample_rows=SAMPLE_ROWS)
     try:
-        ingest = params.get("ingest") or {}
-        kwargs: dict[str, Any] = {}
-        if "max_abs_amount" in ingest:
-            kwargs["max_abs_amount"] = ingest["max_abs_amount"]
-        vs = validate_source(raw, timezone=run.get("timezone") or "UTC", currency=run.get("currency") or "CNY",
+        vs = validate_source(raw, timezone=run["timezone"], currency=run["currency"],
                              # future timestamps are the data's business, not a setting: never flag them here
                              now_local=dt.datetime(9999, 1, 1), future_tolerance_hours=0, keep_pii=False,
-                             **kwargs)
+                             max_abs_amount=params["ingest"]["max_abs_amount"])
         t = vs.base  # the typed rows; duplicates are no setting's fault (and cost a join to find)
         if "_row_number" not in t.columns:
             t = t.mutate(_row_number=(ibis.row_number() + 1).cast("int64"))

@@ -42,7 +42,7 @@ import pandas as pd
 from crmlib.engine import Engine
 from crmlib import sql as _sql
 from crmlib.ingest.errors import IngestError
-from crmlib.params import CANONICAL_COLUMNS, KINDS, REQUIRED_COLUMNS
+from crmlib.params import CANONICAL_COLUMNS, KINDS, REQUIRED_COLUMNS, effective_delimiter
 
 __all__ = ["RawSource", "read_source", "rejected_rows", "transcode_to_utf8", "suggest_encoding",
            "sniff_file_type", "sniff_delimiter", "ENCODING_CANDIDATES", "DELIMITER_CANDIDATES"]
@@ -258,9 +258,10 @@ def read_source(engine: Engine, source: dict, *, scratch_dir: str | Path | None 
     engine : Engine
         The run's engine.
     source : dict
-        ``name``, ``kind``, ``path``, ``format``, ``encoding``, ``columns``, ``sheet``, ``delimiter``,
-        ``header_row`` (xlsx: the 1-based sheet row holding the header; default: the first row that
-        holds the mapped and required columns).
+        One validated ``sources[]`` entry, every key present (:func:`crmlib.params.load_params`, or
+        :func:`crmlib.params.complete_source` outside a run): ``name``, ``kind``, ``path``, ``format``,
+        ``encoding``, ``columns``, ``sheet``, ``delimiter``, ``header_row`` (xlsx: the 1-based sheet row
+        holding the header; null: the first row that holds the mapped and required columns)...
     scratch_dir : path, optional
         Where transcoded copies go; default ``engine.scratch_dir`` (private, outside the reports folder).
     sample_rows : int, optional
@@ -275,7 +276,7 @@ def read_source(engine: Engine, source: dict, *, scratch_dir: str | Path | None 
         columns and suggests a mapping); an ambiguous Excel sheet or header.
     """
     name, kind, path = source["name"], source["kind"], Path(source["path"])
-    fmt = (source.get("format") or _format_from_suffix(path) or "").lower()
+    fmt = (source["format"] or "").lower()  # validated params tell it from the extension when not set
     if kind not in KINDS:
         raise IngestError(f"unknown kind {kind!r}", source=name, path=str(path),
                           hint=f"set kind to one of: {', '.join(KINDS)}")
@@ -307,8 +308,8 @@ def _scratch(engine: Engine) -> Path:
 def _read_csv(engine: Engine, source: dict, fmt: str, path: Path, head: bytes, scratch: Path,
               sample_rows: int | None) -> RawSource:
     name, kind = source["name"], source["kind"]
-    declared = (source.get("encoding") or "utf-8").lower()
-    delimiter = source.get("delimiter") or ("\t" if fmt == "tsv" else ",")
+    declared = source["encoding"].lower()
+    delimiter = effective_delimiter(source)
     warns: list[str] = []
     gzipped = head.startswith(b"\x1f\x8b")
     if gzipped:  # the text is inside: judge encoding and delimiter on the decompressed bytes
@@ -540,10 +541,10 @@ def _read_xlsx(engine: Engine, source: dict, path: Path, sample_rows: int | None
         raise IngestError(f"the Excel workbook cannot be opened: {exc}", source=name, path=str(path),
                           hint="open it in Excel, save it again as .xlsx, and run again") from None
     try:
-        sheet = _pick_sheet(book, source.get("sheet"), path, source=name)
+        sheet = _pick_sheet(book, source["sheet"], path, source=name)
         sheet.reset_dimensions()  # some exporters write a wrong size: read every row there is
         rows: list[tuple[int, tuple]] = []
-        header_row = source.get("header_row")
+        header_row = source["header_row"]
         for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
             rows.append((number, values))
             if sample_rows is not None and header_row is None and len(rows) > sample_rows + 50:
@@ -652,7 +653,7 @@ def _cell_text(value: Any) -> str | None:
 def _find_header_row(rows: list[tuple[int, tuple]], source: dict, kind: str, scan: int = 30) -> int | None:
     """The first of the first ``scan`` non-empty rows that holds every mapped column and every required
     column (by name or mapping); ``None`` when none does."""
-    explicit = {_match_key(k): v for k, v in (source.get("columns") or {}).items()}
+    explicit = {_match_key(k): v for k, v in source["columns"].items()}
     required = [c for c in REQUIRED_COLUMNS[kind] if c not in explicit.values()]
     seen = 0
     for number, values in rows:
@@ -685,12 +686,6 @@ def _raw(source: dict, fmt: str, table: ibis.Table, header: list[str], targets: 
         file_columns=header, source=source, **kw)
 
 
-def _format_from_suffix(path: Path) -> str | None:
-    return {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet",
-            ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".xlsx": "xlsx",
-            ".xlsm": "xlsx"}.get(path.suffix.lower())
-
-
 def _unique(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
@@ -714,7 +709,7 @@ def _map_columns(header: list[str], source: dict, kind: str, *, found_in: str = 
     """The view column for each file column, by position: the params mapping, then same-name canonical
     columns (up to case, spaces and full-width forms), else the file's own (stripped) name."""
     canonical = CANONICAL_COLUMNS[kind]
-    explicit = {_match_key(k): v for k, v in (source.get("columns") or {}).items()}
+    explicit = {_match_key(k): v for k, v in source["columns"].items()}
     keys = [_match_key(h) for h in header]
     shown = ", ".join(h.strip().lstrip("\ufeff") for h in header)
     unknown = [k for k in explicit if k not in keys]
@@ -971,9 +966,9 @@ def rejected_rows(engine: Engine, raw: RawSource) -> list[tuple[int, str, str]]:
         hi = data.find(b"\n", lo)
         hi = len(data) if hi < 0 else hi
         pos = lo + _first_bad(data[lo:hi], "utf-8")
-        enc = raw.source.get("encoding") or "utf-8"
+        enc = raw.source["encoding"]
         raise _decode_error(Path(raw.path), enc, data, pos, source=raw.name, row=line - 1, line=line,
-                            delimiter=raw.source.get("delimiter") or ("\t" if raw.format == "tsv" else ","),
+                            delimiter=effective_delimiter(raw.source),
                             header=raw.file_columns, sample=data[:_HEAD] + b"\n" + data[lo:hi])
     reasons = {"TOO MANY COLUMNS": "malformed_row:too_many_fields",
                "MISSING COLUMNS": "malformed_row:too_few_fields"}

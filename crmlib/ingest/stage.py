@@ -40,7 +40,7 @@ from crmlib.ingest.errors import IngestError
 from crmlib.ingest.normalize import normalize_email, phone_lookup
 from crmlib.ingest.quality import check_reconciliation, quality_warnings, source_quality
 from crmlib.ingest.readers import RawSource, read_source, rejected_rows
-from crmlib.ingest.validate import (DEFAULT_MAX_ABS_AMOUNT, ValidatedSource, duplicate_sources, redacted_columns,
+from crmlib.ingest.validate import (ValidatedSource, duplicate_sources, redacted_columns,
                                     run_now_local, validate_source)
 from crmlib.status import record_warning
 from crmlib.params import CANONICAL_COLUMNS
@@ -174,7 +174,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     tolerance = float(params["ingest"]["future_tolerance_hours"])
     con = engine.con
     keep_pii = bool(params["privacy"]["keep_pii"])
-    max_abs_amount = params["ingest"].get("max_abs_amount", DEFAULT_MAX_ABS_AMOUNT)
+    max_abs_amount = params["ingest"]["max_abs_amount"]
     warnings_ += _check_duplicate_sources(engine, params)
 
     for src in params["sources"]:  # scratch left by an earlier failed run on this connection
@@ -305,7 +305,7 @@ def _check_duplicate_sources(engine: Engine, params: dict) -> list[str]:
     if not pairs:
         return []
     found = [f"sources {a!r} and {b!r}: {why}" for a, b, why in pairs]
-    if not params["ingest"].get("allow_duplicate_sources"):
+    if not params["ingest"]["allow_duplicate_sources"]:
         raise IngestError("the same data is listed as two sources and would be loaded twice (" + "; ".join(found) + ")",
                           hint="remove one of the two sources from `sources:`, or set "
                                "ingest.allow_duplicate_sources: true if loading it twice is meant")
@@ -351,7 +351,7 @@ def _renumber_after_rejects(engine: Engine, raw: RawSource, table: ibis.Table,
 
 
 def _namespace(src: dict) -> str:
-    return src.get("id_source") or src["name"]
+    return src["id_source"] or src["name"]
 
 
 def _col(t: ibis.Table, name: str, typ: str) -> ibis.Value:

@@ -64,10 +64,10 @@ from crmlib.ingest.normalize import (NumberFormat, clean_text, date_problem, fin
                                      number_problem, parse_bool, parse_date, parse_gender, parse_number_text,
                                      parse_timestamp)
 from crmlib.ingest.readers import RawSource
-from crmlib.params import REQUIRED_COLUMNS
+from crmlib.params import REQUIRED_COLUMNS, effective_delimiter, schema_default
 
 __all__ = ["COLUMN_TYPES", "ValidatedSource", "validate_source", "with_status", "run_now_local", "identical_rows_kept",
-           "DEDUP_BY_ID", "DEDUP_WHOLE_ROW", "reason_check", "duplicate_sources", "DEFAULT_MAX_ABS_AMOUNT",
+           "DEDUP_BY_ID", "DEDUP_WHOLE_ROW", "reason_check", "duplicate_sources",
            "FINITE_SAFE_BOUND", "redacted_columns"]
 
 # canonical column -> type, per kind; columns not listed are text (trimmed, empty -> null)
@@ -91,7 +91,6 @@ DEDUP_BY_ID = {"orders": "order_id"}
 PII_COLUMNS = ("name", "email", "phone")
 DEDUP_WHOLE_ROW = ("contacts", "experiments", "surveys")
 _REASON_WORD = {"timestamp": "bad_date", "date": "bad_date", "number": "bad_number", "boolean": "bad_boolean", "gender": "bad_gender"}
-DEFAULT_MAX_ABS_AMOUNT = 1e9
 # beyond 2**53 ~ 9e15 float64 no longer holds whole cents; 1e15 leaves room for sums over many rows
 FINITE_SAFE_BOUND = 1e15
 # words in an unmapped header that say the column holds personal data (matched in the lower-cased header)
@@ -167,8 +166,8 @@ def duplicate_sources(params: dict) -> list[tuple[str, str, str]]:
     size are hashed). Missing files are left to the checks that report them.
     """
     files = []
-    for src in params.get("sources", []):
-        path = str(src.get("path", ""))
+    for src in params["sources"]:
+        path = src["path"]
         if os.path.isfile(path):
             files.append((src["name"], path, os.path.realpath(path), os.path.getsize(path)))
     pairs: list[tuple[str, str, str]] = []
@@ -195,8 +194,9 @@ def _sha256(path: str) -> str:
 
 
 def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: dt.datetime,
-                    future_tolerance_hours: float = 24.0, keep_pii: bool = False,
-                    max_abs_amount: float | None = DEFAULT_MAX_ABS_AMOUNT) -> ValidatedSource:
+                    future_tolerance_hours: float = schema_default("ingest.future_tolerance_hours"),
+                    keep_pii: bool = schema_default("privacy.keep_pii"),
+                    max_abs_amount: float | None = schema_default("ingest.max_abs_amount")) -> ValidatedSource:
     """Type every column and decide every row of ``raw`` (see the module docstring for the rules).
 
     Parameters
@@ -225,7 +225,7 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
     """
     kind, t = raw.kind, raw.table
     types = COLUMN_TYPES[kind]
-    date_format = raw.source.get("date_format")
+    date_format = raw.source["date_format"]
     try:
         fmt = number_format(raw.source)
     except ValueError as exc:
@@ -333,7 +333,7 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
     reason = (ibis.cases(*[(cond.fill_null(False), label) for cond, label in reasons],
                          else_=ibis.null("string")) if reasons else ibis.null("string"))
     p = p.mutate(_reason=reason)
-    delim = raw.source.get("delimiter") or ("\t" if raw.format == "tsv" else ",")
+    delim = effective_delimiter(raw.source)
     pii = redacted_columns(raw, keep_pii)
     raw_text = ibis.literal(delim).join([
         ibis.ifelse(p[f"_o{i}"].isnull(), "", "<redacted>") if c in pii else _quote_field(p[f"_o{i}"], delim)

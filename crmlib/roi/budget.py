@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from crmlib.params import schema_default
 from crmlib.roi.mmm import MediaMixModel
 from crmlib.status import CannotCompute
 
@@ -80,7 +81,7 @@ def _curve(mmm: MediaMixModel, channel: str) -> tuple[float, float, float, float
     return float(p["beta"]), float(p["decay"]), float(p["half_sat_spend"]), float(p["shape"])
 
 
-def reallocate_budget(mmm: MediaMixModel, *, bounds: float = 0.3) -> BudgetResult:
+def reallocate_budget(mmm: MediaMixModel, *, bounds: float = schema_default("roi.budget_bounds")) -> BudgetResult:
     """Redistribute the same weekly budget within ``+/- bounds`` of current spend (module docstring)."""
     if not 0 <= bounds < 1:
         raise ValueError("bounds must be in [0, 1)")

@@ -41,6 +41,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from crmlib.params import schema_default
+
 
 __all__ = ["JourneyResult", "build_journeys"]
 
@@ -93,8 +95,8 @@ def build_journeys(
     touchpoints: ibis.Table,
     orders: ibis.Table,
     *,
-    lookback_days: float = 30,
-    half_life_days: float = 7.0,
+    lookback_days: float = schema_default("roi.lookback_days"),
+    half_life_days: float = schema_default("roi.half_life_days"),
     period_start: str | date | datetime | None = None,
     period_end: str | date | datetime | None = None,
     label: str = "channel",

@@ -54,6 +54,7 @@ import statsmodels.api as sm
 from scipy import stats
 from scipy.signal import lfilter
 
+from crmlib.params import schema_default
 from crmlib.roi.journeys import _to_ts
 from crmlib.status import CannotCompute
 
@@ -261,10 +262,10 @@ class MediaMixModel:
         fourier_order: int = 2,
         trend: bool = True,
         trend_knot_weeks: int | None = 26,
-        n_bootstrap: int = 200,
-        block_weeks: int = 4,
+        n_bootstrap: int = schema_default("roi.mmm.bootstrap"),
+        block_weeks: int = schema_default("roi.mmm.block_weeks"),
         ci_level: float = 0.9,
-        seed: int = 0,
+        seed: int = schema_default("roi.mmm.seed"),
         max_rounds: int = 4,
         bootstrap_rounds: int = 4,
         max_relative_width: float = 0.5,

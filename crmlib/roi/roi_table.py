@@ -25,6 +25,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from crmlib.params import schema_default
 from crmlib.roi import heuristics
 from crmlib.roi.journeys import _to_ts
 from crmlib.roi.markov import MarkovAttribution
@@ -41,10 +42,13 @@ __all__ = [
     "model_disagreement",
 ]
 
+#: default position-based weights: the params schema's ``roi.position_weights``
+_POSITION_WEIGHTS = tuple(schema_default("roi.position_weights"))
+
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley")
 
 
-def model_conventions(position_weights=(0.4, 0.2, 0.4), half_life_days: float | None = None) -> dict[str, str]:
+def model_conventions(position_weights=_POSITION_WEIGHTS, half_life_days: float | None = None) -> dict[str, str]:
     """One-line convention of every model, written next to its credits."""
     f, m, l = position_weights
     return {
@@ -78,7 +82,7 @@ def attribute_all(
     paths: pd.DataFrame,
     *,
     models: Sequence[str] = MODELS,
-    position_weights: Sequence[float] = (0.4, 0.2, 0.4),
+    position_weights: Sequence[float] = _POSITION_WEIGHTS,
     half_life_days: float | None = None,
 ) -> AttributionResult:
     """Run every attribution model on a path table.

@@ -12,19 +12,16 @@ returns an :class:`~crmlib.status.Unavailable` (of which :class:`MissingInput` i
 reason, recorded in the run's ``warnings.jsonl``; the other steps go on. ROI uses the segmentation
 stage's CLV (LTV:CAC) when ``clv.parquet`` holds CLV values, and runs without it otherwise.
 
-Params keys read (defaults in brackets)::
+Params keys read (types, defaults and meanings: the schema, :mod:`crmlib.params` / ``docs/PARAMS.md``)::
 
-    run.as_of                  [latest order date]  default end of the analysis period
-    roi.lookback_days          [30]                 journey lookback window, days
-    roi.half_life_days         [7]                  time-decay half-life, days
-    roi.position_weights       [[0.4, 0.2, 0.4]]    first / middle / last
-    roi.period_start           [None = all data]    analysis period start (inclusive date)
-    roi.period_end             [None = run.as_of]   analysis period end (inclusive date)
-    roi.budget_bounds          [0.3]                +/- fraction of current weekly spend
-    roi.mmm.enabled            [True]
-    roi.mmm.bootstrap          [200]                bootstrap draws
-    roi.mmm.block_weeks        [4]                  moving-block length
-    roi.mmm.seed               [0]
+    run.as_of                  default end of the analysis period
+    roi.lookback_days          journey lookback window, days
+    roi.half_life_days         time-decay half-life, days
+    roi.position_weights       first / middle / last
+    roi.period_start           analysis period start (inclusive date)
+    roi.period_end             analysis period end (inclusive date)
+    roi.budget_bounds          +/- fraction of current weekly spend
+    roi.mmm.enabled, roi.mmm.bootstrap, roi.mmm.block_weeks, roi.mmm.seed
 """
 
 from __future__ import annotations

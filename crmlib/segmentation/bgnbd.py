@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
+from crmlib.params import schema_default
 from crmlib.segmentation._mle import (
     BaseFitter,
     fit_warm_started,
@@ -213,7 +214,10 @@ class BetaGeoFitter(BaseFitter):
     PARAM_NAMES = tuple(PARAM_NAMES)
 
     def __init__(
-        self, penalizer_coef: float = 0.0, time_unit: str | None = None, calibration_end: str | None = None
+        self,
+        penalizer_coef: float = schema_default("segmentation.clv.penalizer_coef"),
+        time_unit: str | None = None,
+        calibration_end: str | None = None,
     ) -> None:
         self.penalizer_coef = float(penalizer_coef)
         self.time_unit = time_unit

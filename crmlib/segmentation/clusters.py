@@ -22,6 +22,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
+from crmlib.params import schema_default
 from crmlib.status import CannotCompute
 
 __all__ = ["ClusterResult", "rfm_feature_matrix", "scan_k", "fit_clusters", "describe_profile", "SCAN_SAMPLE"]
@@ -56,7 +57,9 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> KMeans:
 
 
 def scan_k(
-    x: np.ndarray, k_min: int = 2, k_max: int = 8, seed: int = 0, silhouette_sample: int = 10_000,
+    x: np.ndarray, k_min: int = schema_default("segmentation.clusters.k_min"),
+    k_max: int = schema_default("segmentation.clusters.k_max"),
+    seed: int = schema_default("segmentation.clusters.seed"), silhouette_sample: int = 10_000,
     scan_sample: int = SCAN_SAMPLE,
 ) -> pd.DataFrame:
     """Inertia and silhouette for each k in [k_min, k_max] (capped at n_distinct_rows - 1).
@@ -140,9 +143,9 @@ def fit_clusters(
     features: pd.DataFrame,
     k: int | None = None,
     *,
-    k_min: int = 2,
-    k_max: int = 8,
-    seed: int = 0,
+    k_min: int = schema_default("segmentation.clusters.k_min"),
+    k_max: int = schema_default("segmentation.clusters.k_max"),
+    seed: int = schema_default("segmentation.clusters.seed"),
     silhouette_sample: int = 10_000,
     scan_sample: int = SCAN_SAMPLE,
 ) -> ClusterResult:

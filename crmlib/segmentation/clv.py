@@ -14,9 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from crmlib.params import schema_default
 from crmlib.segmentation.summary import time_unit_days
 
-__all__ = ["customer_lifetime_value", "DISCOUNT_CONVENTION"]
+__all__ = ["customer_lifetime_value", "DISCOUNT_CONVENTION", "ONE_YEAR"]
+
+#: One year in each time unit: what a null ``segmentation.clv.horizon`` means (see docs/PARAMS.md).
+ONE_YEAR = {"D": 365.0, "W": 52.0, "M": 12.0}
 
 DISCOUNT_CONVENTION = (
     "periodic: expected repeat purchases per time unit x expected average order value, discounted at the "
@@ -32,10 +36,10 @@ def customer_lifetime_value(
     T,
     monetary_value,
     *,
-    horizon: float = 52.0,
-    time_unit: str = "W",
-    discount_rate: float = 0.10,
-    margin: float = 1.0,
+    horizon: float | None = schema_default("segmentation.clv.horizon"),
+    time_unit: str = schema_default("segmentation.clv.time_unit"),
+    discount_rate: float = schema_default("segmentation.clv.discount_rate"),
+    margin: float = schema_default("segmentation.clv.margin"),
 ) -> pd.DataFrame:
     """Discounted expected value of each customer's repeat purchases over ``horizon`` time units.
 
@@ -57,6 +61,7 @@ def customer_lifetime_value(
     uT = uniques.get_level_values(2).to_numpy(float)
 
     days = time_unit_days(time_unit)
+    horizon = ONE_YEAR[time_unit] if horizon is None else float(horizon)
     edges = np.arange(1.0, np.floor(horizon) + 1.0)
     if horizon > np.floor(horizon) + 1e-12 or edges.size == 0:
         edges = np.append(edges, float(horizon))

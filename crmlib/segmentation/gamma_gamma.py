@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, gammaln
 
+from crmlib.params import schema_default
 from crmlib.segmentation._mle import (
     BaseFitter,
     fit_warm_started,
@@ -125,7 +126,8 @@ class GammaGammaFitter(BaseFitter):
 
     PARAM_NAMES = tuple(PARAM_NAMES)
 
-    def __init__(self, penalizer_coef: float = 0.0, currency: str | None = None) -> None:
+    def __init__(self, penalizer_coef: float = schema_default("segmentation.clv.penalizer_coef"),
+                 currency: str | None = None) -> None:
         self.penalizer_coef = float(penalizer_coef)
         self.currency = currency
 

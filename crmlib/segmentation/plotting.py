@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from crmlib.params import schema_default
 from crmlib.segmentation.rfm import SEGMENTS, rf_grid
 
 __all__ = [
@@ -71,7 +72,7 @@ def plot_clv_by_segment(
     clv: pd.DataFrame,
     segment_col: str = "segment",
     *,
-    time_unit: str = "W",
+    time_unit: str = schema_default("segmentation.clv.time_unit"),
     horizon: float | None = None,
     calibration_end: str | None = None,
     currency: str | None = None,

@@ -10,22 +10,21 @@ customers, NPS or CSAT without answers) is recorded in ``warnings.jsonl`` with i
 returned as a :class:`~crmlib.status.Unavailable`, which the report shows in place of the result; the
 stage still writes every table it can (RFM, segments and loyalty always).
 
-Params keys read (defaults in brackets)::
+Params keys read (types, defaults and meanings: the schema, :mod:`crmlib.params` / ``docs/PARAMS.md``)::
 
-    run.as_of                              [latest order date]  calibration end / RFM date, inclusive
-    run.currency                           [None]               label only
-    segmentation.clv.time_unit             ["W"]                D | W | M
-    segmentation.clv.holdout_end           [None]               evaluate on orders in (as_of, holdout_end]
-    segmentation.clv.horizon               [52 W / 365 D / 12 M] CLV horizon in time units
-    segmentation.clv.discount_rate         [0.10]               annual rate
-    segmentation.clv.margin                [1.0]                CLV = margin x revenue
-    segmentation.clv.penalizer_coef        [0.0]                L2 penalty for both fitters
-    segmentation.clusters.k                [None]               None = best silhouette
-    segmentation.clusters.k_min / k_max    [2 / 8]
-    segmentation.clusters.seed             [0]
-    segmentation.churn.thresholds          [{high: 0.3, medium: 0.7}]  p_alive < high -> high risk
-    segmentation.churn.warning_top         [100]                length of the churn-warning list
-    segmentation.loyalty.tiers             [Bronze 0, Silver 1000, Gold 5000, Platinum 20000]
+    run.as_of                              calibration end / RFM date, inclusive
+    run.currency                           label only
+    segmentation.clv.time_unit             D | W | M
+    segmentation.clv.holdout_end           evaluate on orders in (as_of, holdout_end]
+    segmentation.clv.horizon               CLV horizon in time units (null = one year, :data:`ONE_YEAR`)
+    segmentation.clv.discount_rate         annual rate
+    segmentation.clv.margin                CLV = margin x revenue
+    segmentation.clv.penalizer_coef        L2 penalty for both fitters
+    segmentation.clusters.k                null = best silhouette in k_min..k_max
+    segmentation.clusters.k_min / k_max / seed
+    segmentation.churn.thresholds          p_alive < high -> high risk, < medium -> medium
+    segmentation.churn.warning_top         length of the churn-warning list
+    segmentation.loyalty.tiers             tiers by 12-month net spend
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from crmlib.report import write_people_csv
 from crmlib.segmentation.audiences import write_audiences
 from crmlib.segmentation.bgnbd import BetaGeoFitter
 from crmlib.segmentation.clusters import ClusterResult, fit_clusters
-from crmlib.segmentation.clv import DISCOUNT_CONVENTION, customer_lifetime_value
+from crmlib.segmentation.clv import DISCOUNT_CONVENTION, ONE_YEAR, customer_lifetime_value
 from crmlib.segmentation.gamma_gamma import GammaGammaFitter
 from crmlib.segmentation.rfm import rfm_features, score_rfm, segment_table
 from crmlib.segmentation.summary import (
@@ -97,7 +96,6 @@ CLV_COLUMNS = [
     "expected_avg_value",
     "clv",
 ]
-DEFAULT_HORIZON = {"D": 365.0, "W": 52.0, "M": 12.0}
 
 
 def segmentation_settings(params: dict) -> dict:
@@ -113,7 +111,7 @@ def segmentation_settings(params: dict) -> dict:
         "time_unit": unit,
         "holdout_end": clv["holdout_end"],
         # a null horizon means one year, in the model's time unit
-        "horizon": float(DEFAULT_HORIZON[unit] if horizon is None else horizon),
+        "horizon": float(ONE_YEAR[unit] if horizon is None else horizon),
         "discount_rate": float(clv["discount_rate"]),
         "margin": float(clv["margin"]),
         "penalizer_coef": float(clv["penalizer_coef"]),

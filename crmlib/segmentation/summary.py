@@ -29,6 +29,8 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from crmlib.params import schema_default
+
 __all__ = [
     "TIME_UNIT_DAYS",
     "time_unit_days",
@@ -86,7 +88,7 @@ def repeat_purchase_summary(
     orders: ibis.Table,
     as_of: str | date,
     *,
-    time_unit: str = "W",
+    time_unit: str = schema_default("segmentation.clv.time_unit"),
     holdout_end: str | date | None = None,
     customer_col: str = "customer_key",
     ts_col: str = "order_ts",
@@ -200,7 +202,7 @@ def calibration_holdout_evaluation(
     model,
     summary: pd.DataFrame,
     *,
-    time_unit: str = "W",
+    time_unit: str = schema_default("segmentation.clv.time_unit"),
     max_bucket: int = 7,
     calibration_end: str | None = None,
     holdout_end: str | None = None,

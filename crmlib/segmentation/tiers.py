@@ -27,12 +27,11 @@ import pandas as pd
 from scipy import stats
 
 from crmlib.abtest.stats import proportion_confint
+from crmlib.params import schema_default
 from crmlib.segmentation.summary import _as_date, daily_purchases
 from crmlib.status import CannotCompute
 
 __all__ = [
-    "DEFAULT_CHURN_THRESHOLDS",
-    "DEFAULT_LOYALTY_TIERS",
     "churn_risk_tier",
     "churn_warning_list",
     "assign_loyalty_tier",
@@ -43,26 +42,23 @@ __all__ = [
     "csat_by_segment",
 ]
 
-DEFAULT_CHURN_THRESHOLDS: dict[str, float] = {"high": 0.3, "medium": 0.7}
-DEFAULT_LOYALTY_TIERS: list[dict] = [
-    {"name": "Bronze", "min_spend": 0.0},
-    {"name": "Silver", "min_spend": 1000.0},
-    {"name": "Gold", "min_spend": 5000.0},
-    {"name": "Platinum", "min_spend": 20000.0},
-]
 RISK_ORDER = ["high", "medium", "low"]
 
 
 def churn_risk_tier(p_alive, thresholds: dict[str, float] | None = None) -> np.ndarray:
-    """ "high" when p_alive < thresholds["high"], "medium" when < thresholds["medium"], else "low"."""
-    th = {**DEFAULT_CHURN_THRESHOLDS, **(thresholds or {})}
+    """ "high" when p_alive < thresholds["high"], "medium" when < thresholds["medium"], else "low".
+
+    A threshold not given is the schema's ``segmentation.churn.thresholds`` default (:mod:`crmlib.params`).
+    """
+    th = {**schema_default("segmentation.churn.thresholds"), **(thresholds or {})}
     if not 0 <= th["high"] <= th["medium"] <= 1:
         raise ValueError(f"churn thresholds must satisfy 0 <= high <= medium <= 1, got {th}")
     p = np.asarray(p_alive, float)
     return np.where(p < th["high"], "high", np.where(p < th["medium"], "medium", "low"))
 
 
-def churn_warning_list(clv: pd.DataFrame, top: int = 100, value_col: str = "revenue") -> pd.DataFrame:
+def churn_warning_list(clv: pd.DataFrame, top: int = schema_default("segmentation.churn.warning_top"),
+                       value_col: str = "revenue") -> pd.DataFrame:
     """High/medium-risk customers ranked by ``value_col`` (then CLV), most valuable first.
 
     ``clv`` needs ``customer_key, p_alive, churn_risk, clv`` and ``value_col``.
@@ -75,7 +71,8 @@ def churn_warning_list(clv: pd.DataFrame, top: int = 100, value_col: str = "reve
 
 
 def _sorted_tiers(tiers: list[dict] | None) -> list[dict]:
-    tiers = tiers or DEFAULT_LOYALTY_TIERS
+    # no tiers given: the schema's ``segmentation.loyalty.tiers`` default
+    tiers = schema_default("segmentation.loyalty.tiers") if tiers is None else tiers
     out = sorted(
         ({"name": str(t["name"]), "min_spend": float(t["min_spend"])} for t in tiers), key=lambda t: t["min_spend"]
     )

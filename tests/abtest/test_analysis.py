@@ -9,8 +9,14 @@ from statsmodels.stats.proportion import test_proportions_2indep as sm_wald
 from crmlib.abtest.analysis import RESULT_COLUMNS, analyze, cumulative_comparisons, resolve_controls
 from crmlib.abtest.sequential import confidence_sequence
 from crmlib.abtest.stats import proportion_test
+from crmlib.params import complete_params
 
 NAN = np.nan
+
+
+def _ab(partial: dict) -> dict:
+    """An ``ab_tests`` section completed through the params schema (as a run's params would be)."""
+    return complete_params({"ab_tests": partial})["ab_tests"]
 
 
 def _rows(exp, variant, metric, n, sy, sy2=None, sx=0.0, sx2=0.0, sxy=0.0, is_control=None, mtype=None):
@@ -33,7 +39,7 @@ def test_contract_columns_srm_and_ship():
     ])
     ab = {"experiments": [{"id": "win", "guardrails": [{"metric": "revenue", "margin": 0.05}],
                            "planned_n_per_arm": 20000}]}
-    a = analyze(stats, ab)
+    a = analyze(stats, _ab(ab))
     assert list(a.results.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     v = a.verdicts.set_index("experiment_id")
     assert v.loc["srm", "verdict"] == "blocked: SRM" and "SRM p=" in v.loc["srm", "reason"]
@@ -45,7 +51,7 @@ def test_contract_columns_srm_and_ship():
                     & (a.results.variant == "treatment")].iloc[0]
     r = proportion_test(1000, 10000, 1250, 10000)
     assert row["p_value"] == pytest.approx(float(r.pvalue), rel=1e-12)    # no pre-period -> no CUPED
-    z_row = analyze(stats, ab, test="z").results.loc[row.name]
+    z_row = analyze(stats, _ab(ab), test="z").results.loc[row.name]
     assert z_row["p_value"] == pytest.approx(sm_wald(1250, 10000, 1000, 10000, method="wald").pvalue, rel=1e-9)
     _, _, pseq = confidence_sequence(r.abs_lift, r.se, 20000)
     assert row["p_value_sequential"] == pytest.approx(float(pseq), rel=1e-12)
@@ -65,10 +71,10 @@ def test_guardrail_failure_blocks_shipping_and_inconclusive_guardrail_holds_it()
         _mean_rows("e", "treatment", "orders", 20000, 0.99, 3.0),          # noisy: not shown non-inferior
     ])
     ab = {"experiments": [{"id": "e", "guardrails": [{"metric": "revenue", "margin": 0.02}]}]}
-    v = analyze(stats, ab).verdicts.iloc[0]
+    v = analyze(stats, _ab(ab)).verdicts.iloc[0]
     assert v["verdict"] == "do not ship" and "revenue" in v["reason"]
     ab = {"experiments": [{"id": "e", "guardrails": [{"metric": "orders", "margin": 0.01}]}]}
-    v = analyze(stats, ab).verdicts.iloc[0]
+    v = analyze(stats, _ab(ab)).verdicts.iloc[0]
     assert v["verdict"] == "inconclusive" and "not yet shown non-inferior" in v["reason"]
 
 
@@ -82,7 +88,7 @@ def test_families_holm_and_bh_within_experiment():
     stats = pd.DataFrame(rows)
     for corr, sm_name in (("holm", "holm"), ("bh", "fdr_bh")):
         ab = {"correction": corr, "experiments": [{"id": "e", "secondary_metrics": ["revenue", "orders"]}]}
-        res = analyze(stats, ab).results
+        res = analyze(stats, _ab(ab)).results
         t = res[~res["is_control"]]
         prim = t[t.metric == "conversion"]
         assert np.allclose(prim["p_adjusted"], multipletests(prim["p_value"], method=sm_name)[1])
@@ -100,11 +106,11 @@ def test_control_resolution_and_unknown_variant():
                       _rows("y", "holdout", "conversion", 100, 10), _rows("y", "exposed", "conversion", 400, 60),
                       _rows("z", "B", "conversion", 100, 10, is_control=True),
                       _rows("z", "A", "conversion", 100, 10, is_control=False)])
-    ctl = resolve_controls(s, {"experiments": [{"id": "x", "weights": {"B": 0.5, "A": 0.5}}]})
+    ctl = resolve_controls(s, _ab({"experiments": [{"id": "x", "weights": {"B": 0.5, "A": 0.5}}]}))
     assert ctl["x"] == ("B", "first variant in params weights")
     assert ctl["y"][0] == "holdout" and ctl["z"] == ("B", "is_control flag")
-    a = analyze(s, {"experiments": [{"id": "y", "weights": {"holdout": 0.2, "exposed": 0.8}},
-                                    {"id": "z", "weights": {"B": 0.5, "C": 0.5}}]})
+    a = analyze(s, _ab({"experiments": [{"id": "y", "weights": {"holdout": 0.2, "exposed": 0.8}},
+                                        {"id": "z", "weights": {"B": 0.5, "C": 0.5}}]}))
     v = a.verdicts.set_index("experiment_id")
     assert v.loc["y", "srm_p_value"] == pytest.approx(1.0)
     assert v.loc["z", "verdict"] == "blocked: SRM" and "not in the designed weights" in v.loc["z", "reason"]
@@ -122,7 +128,7 @@ def test_aa_default_verdict_with_daily_peeks_stays_below_alpha(aa_counts):
         t = c.assign(variant="treatment", is_control=False, sum_y=xt[:, day], sum_y2=xt[:, day])
         st = pd.concat([c, t], ignore_index=True).assign(
             sum_x=0.0, sum_x2=0.0, sum_xy=0.0, sum_den=NAN, sum_den2=NAN, sum_yden=NAN, metric_type="binary")
-        v = analyze(st, {"alpha": 0.05}).verdicts
+        v = analyze(st, _ab({"alpha": 0.05})).verdicts
         ever_called |= v.set_index("experiment_id").loc[ids, "verdict"].isin(["ship", "do not ship"]).to_numpy()
     fpr = ever_called.mean()
     print(f"A/A default sequential verdict FPR with 14 daily looks: {fpr:.4f}")
@@ -139,9 +145,9 @@ def test_cumulative_comparisons_last_day_equals_full_analysis():
             r["date"] = d
             rows.append(r)
     daily = pd.DataFrame(rows)
-    cum = cumulative_comparisons(daily, {})
+    cum = cumulative_comparisons(daily, _ab({}))
     assert len(cum) == 3 and (cum["seq_ci_low"] < cum["abs_ci_low"]).all()
-    full = analyze(daily[daily.date == days[-1]].drop(columns="date"), {}).results
+    full = analyze(daily[daily.date == days[-1]].drop(columns="date"), _ab({})).results
     full = full[~full.is_control].iloc[0]
     assert cum.iloc[-1]["p_value"] == pytest.approx(full["p_value"], rel=1e-12)
     assert cum.iloc[-1]["p_value_sequential"] == pytest.approx(full["p_value_sequential"], rel=1e-12)
@@ -151,15 +157,15 @@ def test_relative_ci_choice_and_disagreement_flag():
     # a drop near the boundary: delta CI excludes 0 while the absolute p is above 0.05
     stats = pd.DataFrame([_rows("e", "control", "conversion", 1390, 183),
                           _rows("e", "treatment", "conversion", 1391, 151)])
-    a = analyze(stats, {}).results
+    a = analyze(stats, _ab({})).results
     t = a[~a.is_control].iloc[0]
     assert t["p_value"] > 0.05 and t["rel_ci_high"] < 0 and t["rel_ci_disagrees_with_p"]
-    f = analyze(stats, {}, relative_ci="fieller").results
+    f = analyze(stats, _ab({}), relative_ci="fieller").results
     tf = f[~f.is_control].iloc[0]
     assert tf["rel_ci_low"] == tf["fieller_low"] and tf["rel_ci_high"] > 0 and not tf["rel_ci_disagrees_with_p"]
     assert "Fieller" in tf["method"]
     with pytest.raises(ValueError):
-        analyze(stats, {}, relative_ci="naive")
+        analyze(stats, _ab({}), relative_ci="naive")
 
 
 def test_srm_in_the_analysis_is_the_tested_srm_test():
@@ -173,7 +179,7 @@ def test_srm_in_the_analysis_is_the_tested_srm_test():
         _rows("three", "c", "conversion", 3150, 290),
         _rows("design", "control", "conversion", 2080, 200), _rows("design", "treatment", "conversion", 7920, 800),
     ])
-    srm = analyze(stats, {"experiments": [{"id": "design", "weights": {"control": 0.2, "treatment": 0.8}}]}).srm
+    srm = analyze(stats, _ab({"experiments": [{"id": "design", "weights": {"control": 0.2, "treatment": 0.8}}]})).srm
     srm = srm.set_index("experiment_id")
     ref = srm_test([2080, 7920], [0.2, 0.8])
     assert srm.loc["design", "srm_p_value"] == pytest.approx(float(ref.pvalue), rel=1e-12)

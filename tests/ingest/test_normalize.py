@@ -282,13 +282,17 @@ def test_number_problem_names_the_likely_cause(con):
 
 def test_number_format_from_a_source():
     from crmlib.ingest.normalize import NumberFormat, number_format
+    from crmlib.params import complete_source
 
-    assert number_format({}) == NumberFormat(".", None)
-    assert number_format({"decimal": ",", "thousands": None}).separators == (".", " ")
-    assert number_format({"decimal": ".", "thousands": ""}).separators == ()
+    def source(**kw):  # a source entry as validated params hold it (every default from the schema)
+        return complete_source({"name": "s", "kind": "orders", "path": "orders.csv", **kw})
+
+    assert number_format(source()) == NumberFormat(".", None)
+    assert number_format(source(decimal=",", thousands=None)).separators == (".", " ")
+    assert number_format(source(decimal=".", thousands="")).separators == ()
     for bad in ({"decimal": ";"}, {"thousands": "_"}, {"decimal": ",", "thousands": ","}):
         with pytest.raises(ValueError):
-            number_format(bad)
+            number_format({**source(), **bad})  # past the schema: number_format's own check
 
 
 def test_more_date_forms_and_excel_serials(con):

@@ -16,6 +16,7 @@ from crmlib.engine import Engine
 from crmlib.ingest import readers
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.readers import read_source, rejected_rows, suggest_encoding, transcode_to_utf8
+from crmlib.params import complete_source
 
 
 @pytest.fixture
@@ -25,8 +26,8 @@ def engine(tmp_path):
 
 
 def _src(path, kind="orders", **kw):
-    return {"name": kw.pop("name", "s1"), "kind": kind, "path": str(path), "format": kw.pop("format", None),
-            "encoding": kw.pop("encoding", "utf-8"), "columns": kw.pop("columns", {}), **kw}
+    """A source entry completed through the params schema, as a run's validated params hold it."""
+    return complete_source({"name": kw.pop("name", "s1"), "kind": kind, "path": str(path), **kw})
 
 
 def _rows(engine, raw):
@@ -102,7 +103,7 @@ def test_unknown_kind(engine, tmp_path):
     p = tmp_path / "o.csv"
     p.write_text("a\n1\n")
     with pytest.raises(IngestError) as err:
-        read_source(engine, _src(p, kind="invoices"))
+        read_source(engine, {**_src(p), "kind": "invoices"})  # past the schema, which refuses it too
     assert "unknown kind 'invoices'" in str(err.value) and "orders" in str(err.value)
 
 

@@ -15,7 +15,7 @@ from crmlib.ingest.errors import IngestError
 from crmlib.ingest.stage import DEFAULT_SALT, ingest, run_ingest
 from crmlib.ingest.readers import read_source
 from crmlib.ingest.validate import validate_source
-from crmlib.params import validate_params
+from crmlib.params import complete_source, validate_params
 from crmlib import sql as _sql
 
 CONTRACT = {
@@ -201,8 +201,8 @@ def test_row_numbers_of_a_big_file_read_in_parallel(tmp_path):
     path.write_text("customer_id,gender\n" + "".join(f"C{i},{'M' if i % 3 else '女'}\n" for i in range(1, 1_000_001)),
                     encoding="utf-8")
     with Engine(tmp_path / "run", database=":memory:") as eng:
-        raw = read_source(eng, {"name": "c", "kind": "contacts", "path": str(path),
-                                "columns": {"customer_id": "source_customer_id"}})
+        raw = read_source(eng, complete_source({"name": "c", "kind": "contacts", "path": str(path),
+                                                "columns": {"customer_id": "source_customer_id"}}))
         vs = validate_source(raw, timezone="Asia/Shanghai", currency="CNY", now_local=NOW.replace(tzinfo=None))
         t = stage._materialize_scan(eng, raw, vs)
         wrong = t.filter(t.source_customer_id != "C" + t._row_number.cast("string"))

@@ -11,6 +11,7 @@ import pytest
 from crmlib.engine import Engine
 from crmlib.ingest.readers import read_source
 from crmlib.ingest.validate import identical_rows_kept, reason_check, run_now_local, validate_source
+from crmlib.params import complete_source
 
 NOW = dt.datetime(2026, 7, 1, 8, 0)  # naive local
 
@@ -24,8 +25,7 @@ def engine(tmp_path):
 def _decide(engine, tmp_path, text, kind="orders", tolerance=24.0, **src):
     p = tmp_path / f"{kind}.csv"
     p.write_text(text, encoding="utf-8")
-    raw = read_source(engine, {"name": kind, "kind": kind, "path": str(p), "format": "csv",
-                               "encoding": "utf-8", "columns": src.pop("columns", {}), **src})
+    raw = read_source(engine, complete_source({"name": kind, "kind": kind, "path": str(p), **src}))
     vs = validate_source(raw, timezone="Asia/Shanghai", currency="CNY", now_local=NOW,
                          future_tolerance_hours=tolerance)
     t = engine.materialize(f"d_{kind}", vs.table)
