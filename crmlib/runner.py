@@ -718,16 +718,21 @@ def _run_stages(params: dict, *, run_id: str, only: list[str] | None, notebooks_
             failed.add(stage.name)
             rec.error = _error_text(error)
             rec.reason = rec.error.splitlines()[0][:300]
-        if executed.exists():
-            html = executed.with_suffix(".html")
-            report.render_notebook(executed, html, title=f"{stage.title} - {run_id}")
-            rec.html = html.name
+        if executed.exists():  # rendered after the loop, when the bar can link every stage page
+            rec.html = executed.with_suffix(".html").name
         print(f"{prefix}: {_status_words(rec.status)} in {rec.duration_s:.1f} s", file=out, flush=True)
         for w in rec.warnings:
             print(f"    warning: {w['step']}: {w['message']}", file=out, flush=True)
         if rec.status == "failed":
             indented = "\n".join("  " + line for line in rec.error.splitlines())
             print(f"crm run: stage {stage.name} failed:\n{indented}", file=err, flush=True)
+
+    pages = [(rec.html, STAGES[rec.stage].title) for rec in result.stages if rec.html]
+    for rec in result.stages:
+        if rec.html:
+            report.render_notebook(work_dir / rec.notebook, work_dir / rec.html,
+                                   title=f"{STAGES[rec.stage].title} - {run_id}", nav=pages,
+                                   language=str(params["run"].get("language") or "en"))
 
     ended = dt.datetime.now(dt.timezone.utc)
     manifest.update({

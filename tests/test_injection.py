@@ -128,6 +128,10 @@ def test_show_escapes_cells_column_names_and_caption():
     assert SCRIPT_SHOWN in page and IMG_SHOWN in page
 
 
+def test_escape_markdown_keeps_quotes_readable():
+    assert escape_markdown("Can't Lose \"VIP\"") == "Can't Lose \"VIP\""
+
+
 def test_escape_markdown_leaves_no_markup():
     text = escape_markdown(f"{SCRIPT} [click](javascript:alert(1)) **bold** a|b\nnext")
     assert "<" not in text and ">" not in text and "\n" not in text

@@ -319,3 +319,26 @@ def test_kernel_shutdown_does_not_interrupt_the_kernel(tiny_params: Path, notebo
     monkeypatch.setattr(parent, "_async_interrupt_kernel", counting)
     run_pipeline(tiny_params, notebooks_dir=notebooks, run_id="quiet")
     assert interrupts == [], "the kernel got an interrupt at shutdown"
+
+
+def test_run_page_is_a_brief_with_kpis_compared_to_the_previous_run(tiny_params: Path, tmp_path: Path,
+                                                                    notebook_writer):
+    # each run's ingest writes orders with one more customer than the last, so the KPI panel has a change
+    nbs = tmp_path / "nbs_brief"
+    notebook_writer(nbs / "01_ingest.ipynb",
+                    "import json, pathlib\nimport pandas as pd\n"
+                    "tables = pathlib.Path(run_dir) / 'tables'\n"
+                    "reports = pathlib.Path(run_dir).parent\n"
+                    "n = 2 + len([p for p in reports.glob('*/kpis.json')])\n"
+                    "pd.DataFrame({'customer_key': [f'c{i}' for i in range(n)],"
+                    " 'order_ts': pd.to_datetime(['2026-06-01'] * n), 'amount': [10.0] * n}"
+                    ").to_parquet(tables / 'orders.parquet')\n"
+                    "(tables / 'as_of.json').write_text(json.dumps({'as_of': '2026-06-30', 'source': 'params'}))")
+    first = run_pipeline(tiny_params, notebooks_dir=nbs, run_id="b1")
+    second = run_pipeline(tiny_params, notebooks_dir=nbs, run_id="b2")
+    assert json.loads((first.run_dir / "kpis.json").read_text())["kpis"]["customers"] == 2
+    page = (second.run_dir / "index.html").read_text()
+    assert page.index("What this run says") < page.index("Key measures") < page.index(">Stages<")
+    card = page[page.index("<span class='k'>customers</span>"):]
+    assert "+50.0% vs the previous run" in card[:card.index("</div>")]  # 3 customers now, 2 in run b1
+    assert "How the totals relate" in page and "Input files and data quality" in page

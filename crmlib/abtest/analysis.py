@@ -33,14 +33,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from crmlib.i18n import _
 from crmlib.params import experiment_defaults
+from crmlib.present import fmt_count, fmt_percent, fmt_pvalue
 from crmlib.status import CannotCompute
 
 from .bayes import LABEL as BAYES_LABEL
 from .bayes import prob_beat_control
 from .cuped import cuped_test
 from .multiple import adjust_grouped, reject
-from .power import achieved_power, mde
+from .power import achieved_power, mde, sample_size_per_arm
 from .ratio import ratio_test
 from .sequential import confidence_sequence
 from .srm import SRM_THRESHOLD, srm_test
@@ -303,6 +305,12 @@ def analyze(
         lo, hi, pseq = confidence_sequence(pairs["abs_lift"], pairs["se"], pairs["n"] + pairs["c_n"], alpha=alpha,
                                            tuning=tuning)
         pairs["seq_ci_low"], pairs["seq_ci_high"], pairs["p_value_sequential"] = lo, hi, pseq
+        # the interval the verdict rests on, shown beside it: the absolute confidence sequence expressed
+        # relative to the control mean, so it excludes zero exactly when the verdict calls a difference
+        # (a delta-method relative interval, wider by the control mean's own noise, could cross zero then)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b = lo / pairs["control_mean"], hi / pairs["control_mean"]
+        pairs["seq_rel_ci_low"], pairs["seq_rel_ci_high"] = np.minimum(a, b), np.maximum(a, b)
         pairs["method"] = pairs["method"] + f"; sequential: asymptotic confidence sequence (tuning={tuning:g})"
 
     # --- roles, families and corrections ------------------------------------------------------------
@@ -369,7 +377,8 @@ def analyze(
     for c in RESULT_COLUMNS:
         if c not in results:
             results[c] = np.nan
-    extra = ["is_control", "role", "correction", "p_sequential_adjusted", "seq_ci_low", "seq_ci_high", "se", "df",
+    extra = ["is_control", "role", "correction", "p_sequential_adjusted", "seq_ci_low", "seq_ci_high",
+             "seq_rel_ci_low", "seq_rel_ci_high", "se", "df",
              "fieller_low", "fieller_high", "fieller_unbounded", "rel_ci_disagrees_with_p", "abs_lift_unadjusted",
              "abs_ci_low_unadjusted", "abs_ci_high_unadjusted", "rel_lift_unadjusted", "rel_ci_low_unadjusted",
              "rel_ci_high_unadjusted",
@@ -434,8 +443,12 @@ def _srm_table(stats: pd.DataFrame, ab: dict, controls: dict) -> pd.DataFrame:
         unk = unknown.get(e, [])
         b = bool(p < SRM_THRESHOLD) or bool(unk)
         blocked.append(b)
-        reasons.append(f"variants {unk} are not in the designed weights" if unk else
-                       f"SRM p={p:.3g} < {SRM_THRESHOLD} (observed {obs_str[e]}, designed {w_str[e]})" if b else "")
+        observed = ", ".join(f"{v} {fmt_count(n)}" for v, n in obs_str[e].items())
+        designed = ", ".join(f"{v} {fmt_percent(w)}" for v, w in w_str[e].items())
+        reasons.append(_("variants {names} are not in the designed weights").format(names=_names(unk)) if unk else
+                       _("the split of users between the arms differs from the design (sample-ratio check p {p}; "
+                         "users {observed}; designed {designed})").format(p=_p_text(p), observed=observed,
+                                                                          designed=designed) if b else "")
     per["blocked"], per["srm_reason"] = blocked, reasons
     per["designed_weights"] = per["experiment_id"].map(lambda e: str(w_str[e]))
     per["observed_n"] = per["experiment_id"].map(lambda e: str(obs_str[e]))
@@ -461,14 +474,52 @@ def _guardrail_table(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: An inconclusive experiment whose observed lift would need more than this many times its current
+#: sample per arm to confirm is not worth running on: the advice is to stop.
+STOP_FACTOR = 4.0
+
+
 def _fmt_pct(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{x:+.2%}"
+    return _("n/a") if not np.isfinite(x) else fmt_percent(x, signed=True)
+
+
+def _p_text(p: float) -> str:
+    """``= 0.012`` or ``< 0.001``: a p-value after "p" in a sentence."""
+    text = fmt_pvalue(p, na=_("n/a"))
+    return text if text.startswith("<") else f"= {text}"
+
+
+def _names(metrics) -> str:
+    return ", ".join(str(m) for m in metrics)
+
+
+def _more_users(b: dict, n_control: float | None, alpha: float) -> tuple[float, float]:
+    """Units per arm needed to confirm the observed lift (80 % power, fixed-horizon planning formula: the
+    always-valid test needs at least this many) and how many more that is than the smaller arm has now;
+    the planned sample when it is larger. ``(nan, nan)`` when the lift is zero or not estimable."""
+    n_t = float(b["n"])
+    n_c = float(n_control) if n_control is not None and np.isfinite(n_control) else n_t
+    se, delta = float(b["se_unadjusted"]), abs(float(b["abs_lift"]))
+    if not (np.isfinite(se) and se > 0 and np.isfinite(delta) and delta > 0):
+        return np.nan, np.nan
+    var_unit = se**2 / (1 / n_c + 1 / n_t)
+    needed = float(sample_size_per_arm(var_unit, var_unit, delta, alpha=alpha))
+    planned = float(b.get("planned_n_per_arm", np.nan))
+    if np.isfinite(planned):
+        needed = max(needed, planned)
+    return needed, max(needed - min(n_c, n_t), 0.0)
 
 
 def _verdict_table(results, srm, cfgs, stats, alpha) -> pd.DataFrame:
-    cols = ["experiment_id", "verdict", "variant", "reason", "primary_metric", "control_variant", "best_variant",
-            "n_control", "n_treatment", "rel_lift", "rel_ci_low", "rel_ci_high", "p_value_sequential",
-            "planned_n_reached", "p_value_fixed_horizon", "fixed_horizon_note", "srm_p_value", "prob_beat_control",
+    """One row per experiment. ``reason`` quotes the interval the verdict uses (the always-valid one,
+    ``seq_rel_ci_*``); the fixed-horizon interval is kept beside it (``rel_ci_*_fixed_horizon``) and
+    labelled so on the page. ``next_step`` says what to do; for ``inconclusive`` it names the users per
+    arm still needed (``n_more_per_arm``) or says to stop."""
+    cols = ["experiment_id", "verdict", "variant", "reason", "next_step", "action", "primary_metric", "control_variant",
+            "best_variant", "n_control", "n_treatment", "rel_lift", "seq_rel_ci_low", "seq_rel_ci_high",
+            "rel_ci_low_fixed_horizon", "rel_ci_high_fixed_horizon", "p_value_sequential", "planned_n_reached",
+            "p_value_fixed_horizon", "fixed_horizon_note", "guardrails_harmed", "guardrails_unclear",
+            "guardrails_checked", "n_needed_per_arm", "n_more_per_arm", "srm_p_value", "prob_beat_control",
             "prob_beat_control_note"]
     treat = results[~results["is_control"].astype(bool)]
     primary = treat["experiment_id"].map({e: c["primary_metric"] for e, c in cfgs.items()})
@@ -487,8 +538,11 @@ def _verdict_table(results, srm, cfgs, stats, alpha) -> pd.DataFrame:
     conv = stats[stats["metric"] == "conversion"].set_index(["experiment_id", "variant"])[["n", "sum_y"]]
     conv = conv.to_dict("index")
     bayes_inputs: list[tuple] = []
-    best_rows = best[["variant", "rel_lift", "rel_ci_low", "rel_ci_high", "p_sequential_adjusted", "verdict",
-                      "planned_n_reached", "n", "p_adjusted"]].to_dict("index")
+    keep = ["variant", "rel_lift", "rel_ci_low", "rel_ci_high", "seq_rel_ci_low", "seq_rel_ci_high", "abs_ci_low",
+            "abs_ci_high", "control_mean",
+            "p_sequential_adjusted", "verdict", "planned_n_reached", "n", "p_adjusted", "abs_lift", "se_unadjusted",
+            "planned_n_per_arm"]
+    best_rows = best[[c for c in keep if c in best.columns]].to_dict("index")
     rows = []
     for s in srm.to_dict("records"):
         e = s["experiment_id"]
@@ -497,34 +551,78 @@ def _verdict_table(results, srm, cfgs, stats, alpha) -> pd.DataFrame:
                 "srm_p_value": s["srm_p_value"]}
         if s["blocked"]:
             rows.append({**base, "verdict": "blocked: SRM", "variant": None,
-                         "reason": f"{s['srm_reason']}; the split is broken, so no effect estimate is trusted"})
+                         "reason": _("{srm}, so no effect estimate can be trusted").format(srm=s["srm_reason"]),
+                         "action": "fix the split",
+                         "next_step": _("fix the assignment or the logging, then restart the experiment")})
             continue
         b = best_rows.get(e)
         if b is None:
             rows.append({**base, "verdict": "inconclusive", "variant": None,
-                         "reason": f"primary metric {pm!r} unavailable for this experiment"})
+                         "reason": _("the primary metric {metric} could not be measured for this experiment").format(
+                             metric=pm),
+                         "next_step": _("check that the primary metric is recorded for both arms"),
+                         "action": "check the data"})
             continue
         failed, passed, pending = glists["fail"].get(e, []), glists["pass"].get(e, []), pend.get(e, [])
-        summary = (f"{pm} {b['variant']} vs {s['control_variant']}: {_fmt_pct(b['rel_lift'])} "
-                   f"[{_fmt_pct(b['rel_ci_low'])}, {_fmt_pct(b['rel_ci_high'])}], "
-                   f"always-valid p={b['p_sequential_adjusted']:.3g}")
+        checked = list(cfgs[e]["guardrails"])
+        lift = _("{metric} {variant} vs {control}: {lift} (always-valid interval {low} to {high})").format(
+            metric=pm, variant=b["variant"], control=s["control_variant"], lift=_fmt_pct(b["rel_lift"]),
+            low=_fmt_pct(b["seq_rel_ci_low"]), high=_fmt_pct(b["seq_rel_ci_high"]))
+        needed, more = _more_users(b, ctrl_n.get((e, pm)), alpha)
         if failed:
-            verdict, reason = "do not ship", f"guardrail(s) {failed} significantly worse; {summary}"
+            verdict = "do not ship"
+            reason = _("guardrail {names} harmed; {lift}").format(names=_names(failed), lift=lift)
+            step = _("do not ship; look into why {names} got worse").format(names=_names(failed))
+            action = "do not ship"
         elif b["verdict"] == "better" and not pending:
-            verdict, reason = "ship", f"{summary} < {alpha}; guardrails {passed or 'none'} pass"
+            verdict = "ship"
+            harm = _("no guardrail harmed") if checked else _("no guardrail set")
+            reason = _("{lift}; {harm}").format(lift=lift, harm=harm)
+            step = _("ship {variant}").format(variant=b["variant"])
+            action = "ship"
         elif b["verdict"] == "better":
-            verdict, reason = "inconclusive", f"{summary}, but guardrail(s) {pending} not yet shown non-inferior"
+            verdict = "inconclusive"
+            reason = _("{lift}, but guardrail {names} not yet shown unharmed").format(lift=lift,
+                                                                                      names=_names(pending))
+            step = _("keep running until guardrail {names} is shown unharmed").format(names=_names(pending))
+            action = "keep running"
         elif worse_all.get(e, False):
-            verdict, reason = "do not ship", f"{summary}: significantly worse"
+            verdict = "do not ship"
+            reason = _("{lift}: significantly worse").format(lift=lift)
+            step = _("do not ship; stop the experiment")
+            action = "do not ship"
         else:
-            verdict, reason = "inconclusive", f"{summary} >= {alpha}: keep running or accept no detectable effect"
+            verdict = "inconclusive"
+            reason = _("{lift}: the interval includes no change").format(lift=lift)
+            n_now = min(float(b["n"]), float(ctrl_n.get((e, pm)) or b["n"]))
+            if not np.isfinite(more):
+                step = _("stop: no difference between the arms; treat the change as having no effect")
+                action = "stop"
+            elif needed > STOP_FACTOR * n_now:
+                step = _("stop: confirming a lift this small would take about {n} users per arm, "
+                         "{x} times as many as now; treat the change as having no detectable effect").format(
+                    n=fmt_count(needed), x=fmt_count(needed / n_now))
+                action = "stop"
+            else:
+                step = _("keep running: about {n} more users per arm are needed to confirm a lift this "
+                         "size").format(n=fmt_count(more))
+                action = "keep running"
         reached = bool(b["planned_n_reached"])
+        # the fixed-horizon interval in the same units as the always-valid one (relative to the control mean),
+        # so that the two can be compared side by side
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ends = (b["abs_ci_low"] / b["control_mean"], b["abs_ci_high"] / b["control_mean"])
+        fixed_low, fixed_high = min(ends), max(ends)
         row = {**base, "verdict": verdict, "variant": b["variant"] if verdict == "ship" else None,
-               "reason": reason, "best_variant": b["variant"], "n_control": ctrl_n.get((e, pm)),
-               "n_treatment": int(b["n"]), "rel_lift": b["rel_lift"], "rel_ci_low": b["rel_ci_low"],
-               "rel_ci_high": b["rel_ci_high"], "p_value_sequential": b["p_sequential_adjusted"],
+               "reason": reason, "next_step": step, "action": action, "best_variant": b["variant"], "n_control": ctrl_n.get((e, pm)),
+               "n_treatment": int(b["n"]), "rel_lift": b["rel_lift"], "seq_rel_ci_low": b["seq_rel_ci_low"],
+               "seq_rel_ci_high": b["seq_rel_ci_high"], "rel_ci_low_fixed_horizon": fixed_low,
+               "rel_ci_high_fixed_horizon": fixed_high, "p_value_sequential": b["p_sequential_adjusted"],
                "planned_n_reached": reached, "p_value_fixed_horizon": b["p_adjusted"] if reached else np.nan,
-               "fixed_horizon_note": "" if reached else "hidden until planned_n_per_arm is reached"}
+               "fixed_horizon_note": "" if reached else "hidden until planned_n_per_arm is reached",
+               "guardrails_harmed": _names(failed), "guardrails_unclear": _names(pending),
+               "guardrails_checked": _names(g["metric"] for g in checked),
+               "n_needed_per_arm": needed, "n_more_per_arm": more if action == "keep running" else np.nan}
         cc, tt = conv.get((e, s["control_variant"])), conv.get((e, b["variant"]))
         if pm == "conversion" and cc and tt:
             bayes_inputs.append((len(rows), cc["sum_y"], cc["n"], tt["sum_y"], tt["n"]))

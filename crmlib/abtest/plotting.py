@@ -13,15 +13,40 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import PercentFormatter
 
-__all__ = ["plot_forest", "plot_cumulative_lift"]
+__all__ = ["plot_forest", "plot_cumulative_lift", "verdict_interval", "NEUTRAL"]
 
-_COLORS = {"better": "tab:green", "worse": "tab:red", "guardrail pass": "tab:green", "guardrail fail": "tab:red",
-           "blocked: SRM": "tab:gray"}
+#: Only a significant result gets a colour; everything else (inconclusive, blocked, a guardrail not yet
+#: clear) is grey, so a null experiment never reads as an effect.
+_COLORS = {"better": "tab:green", "worse": "tab:red", "guardrail pass": "tab:green", "guardrail fail": "tab:red"}
+#: The colour of a row whose verdict is not a significant result.
+NEUTRAL = "#9a9a9a"
 
 
-def plot_forest(results: pd.DataFrame, experiment_id: str | None = None, *, sequential: bool = False,
+def verdict_interval(results: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The relative interval the verdict uses: the always-valid (confidence-sequence) one.
+
+    ``seq_rel_ci_low/high`` when the table has them (the absolute sequence relative to the control mean);
+    otherwise the absolute sequence scaled by the delta-method ratio of the fixed-horizon relative and
+    absolute intervals.
+    """
+    if {"seq_rel_ci_low", "seq_rel_ci_high"} <= set(results.columns):
+        return results["seq_rel_ci_low"].to_numpy(float), results["seq_rel_ci_high"].to_numpy(float)
+    lift = results["rel_lift"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = ((results["rel_ci_high"] - results["rel_ci_low"]) / (results["abs_ci_high"] - results["abs_ci_low"])
+                 ).to_numpy(float)
+    lo = lift - (results["abs_lift"] - results["seq_ci_low"]).to_numpy(float) * scale
+    hi = lift + (results["seq_ci_high"] - results["abs_lift"]).to_numpy(float) * scale
+    return lo, hi
+
+
+def plot_forest(results: pd.DataFrame, experiment_id: str | None = None, *, sequential: bool = True,
                 ax: Axes | None = None) -> Axes:
-    """Relative lift with its CI per experiment x metric x treatment variant.
+    """Relative lift with its interval per experiment x metric x treatment variant.
+
+    By default the interval drawn is the one the verdict uses (the always-valid confidence sequence), so
+    what the chart shows and what the verdict says agree. Only a significant row (better, worse, a
+    guardrail passed or failed) is coloured; inconclusive and blocked rows are grey.
 
     Parameters
     ----------
@@ -30,8 +55,8 @@ def plot_forest(results: pd.DataFrame, experiment_id: str | None = None, *, sequ
     experiment_id : str, optional
         Only this experiment.
     sequential : bool
-        Draw the always-valid (confidence-sequence) interval instead of the fixed-horizon one (the
-        relative sequence is the absolute one scaled by the delta-method ratio ``rel_se / se``).
+        True (default): the always-valid interval the verdict uses; False: the fixed-horizon CI (valid
+        only at one planned look).
     ax : matplotlib Axes, optional
     """
     r = results[~results["is_control"].astype(bool)]
@@ -43,12 +68,10 @@ def plot_forest(results: pd.DataFrame, experiment_id: str | None = None, *, sequ
     y = np.arange(len(r))
     lift = r["rel_lift"].to_numpy(float)
     if sequential:
-        scale = (r["rel_ci_high"] - r["rel_ci_low"]) / (r["abs_ci_high"] - r["abs_ci_low"])
-        lo = lift - (r["abs_lift"] - r["seq_ci_low"]).to_numpy(float) * scale.to_numpy(float)
-        hi = lift + (r["seq_ci_high"] - r["abs_lift"]).to_numpy(float) * scale.to_numpy(float)
+        lo, hi = verdict_interval(r)
     else:
         lo, hi = r["rel_ci_low"].to_numpy(float), r["rel_ci_high"].to_numpy(float)
-    colors = [_COLORS.get(v, "tab:blue") for v in r["verdict"]]
+    colors = [_COLORS.get(v, NEUTRAL) for v in r["verdict"]]
     ax.hlines(y, lo, hi, colors=colors, lw=2)
     ax.scatter(lift, y, c=colors, zorder=3)
     ax.axvline(0, color="black", lw=0.8)
@@ -56,9 +79,10 @@ def plot_forest(results: pd.DataFrame, experiment_id: str | None = None, *, sequ
               for e, m, v in zip(r["experiment_id"], r["metric"], r["variant"])]
     ax.set_yticks(y, labels)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    kind = "always-valid confidence sequence" if sequential else "fixed-horizon CI"
-    ax.set_xlabel(f"relative lift vs control ({kind})")
-    ax.set_title(f"Lifts{' - ' + experiment_id if experiment_id else ''}")
+    from crmlib.i18n import _
+
+    ax.set_xlabel(_("relative lift vs control (always-valid interval, the one the verdict uses)") if sequential
+                  else _("relative lift vs control (fixed-horizon interval, valid at one planned look only)"))
     return ax
 
 

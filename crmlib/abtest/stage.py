@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from crmlib.asof import resolve_as_of
@@ -57,6 +58,16 @@ __all__ = [
     "winsorization_table",
     "cumulative_plot_grid",
     "unavailable_experiments",
+    "TABLES",
+    "key_findings",
+    "verdict_view",
+    "srm_view",
+    "result_view",
+    "guardrail_view",
+    "power_view",
+    "holdout_view",
+    "method_notes",
+    "forest_figure",
 ]
 
 
@@ -137,9 +148,6 @@ def analysis(engine, params: dict, *, cuped: bool = True, test: str = "welch",
                 a.results.loc[capped, "method"] = (a.results.loc[capped, "method"] + f"; revenue/orders capped at "
                                                    f"the pooled {q:g} quantile (quantile_cont, both arms)")
             st[k] = a
-            if k == ("analysis", True, "welch", "delta"):
-                # the default analysis is the stage's contract table, whichever cell asks first
-                engine.write_table("ab_results", a.results.reset_index(drop=True))
         # an experiment that could not be analysed keeps its row in the verdicts, with the reason
         st[k].verdicts = _with_unavailable(st[k].verdicts, st["unavailable"])
     return st[k]
@@ -162,42 +170,84 @@ def unavailable_experiments(engine, params: dict) -> pd.DataFrame:
     return pd.DataFrame({"experiment_id": list(unavailable), "reason": [u.reason for u in unavailable.values()]})
 
 
-def ab_results(engine, params: dict) -> pd.DataFrame:
-    """Write ``tables/ab_results.parquet`` (one row per experiment x metric x variant) and return it.
+#: The tables the stage call writes (``tables/<name>.parquet``); every view reads them and nothing else.
+TABLES = ("ab_results", "ab_verdicts", "ab_guardrails", "ab_power", "ab_srm", "ab_cumulative", "ab_holdout")
 
-    Contract columns first; extras (role, sequential CI, unadjusted/CUPED figures, guardrail
-    status, Fieller CI...) after them.
+
+def _traffic(engine, params: dict, verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The verdict table with the current traffic (units per arm per day of assignment, the smaller arm)
+    and the days the users still needed would take at that traffic."""
+    st = _state(engine, params)
+    out = verdicts.copy()
+    out["users_per_arm_per_day"] = float("nan")
+    out["days_more"] = float("nan")
+    o = st["outcomes"]
+    if o is None or out.empty:
+        return out
+    span = o.group_by("experiment_id").aggregate(first=o.assigned_date.min(), last=o.assigned_date.max()).to_pandas()
+    days = (pd.to_datetime(span["last"]) - pd.to_datetime(span["first"])).dt.days + 1
+    days = dict(zip(span["experiment_id"], days))
+    arm = out[["n_control", "n_treatment"]].astype(float).min(axis=1)
+    rate = arm / out["experiment_id"].map(days).astype(float)
+    out["users_per_arm_per_day"] = rate
+    out["days_more"] = out["n_more_per_arm"].astype(float) / rate.where(rate > 0)
+    return out
+
+
+def ab_results(engine, params: dict) -> pd.DataFrame:
+    """The stage call: analyse every experiment once and write the stage's tables; returns ``ab_results``.
+
+    Writes ``ab_results`` (one row per experiment x metric x variant, contract columns first; extras:
+    role, always-valid intervals, unadjusted/CUPED figures, guardrail status, Fieller CI...),
+    ``ab_verdicts`` (one row per experiment, with the users per arm still needed and the current
+    traffic), ``ab_guardrails``, ``ab_power``, ``ab_srm``, ``ab_cumulative`` (lift over time) and
+    ``ab_holdout`` (incremental return of holdout campaigns). The report's views only read these.
     """
-    res = analysis(engine, params).results
-    if res.empty:
-        engine.write_table("ab_results", res.reset_index(drop=True))
+    a = analysis(engine, params)
+    res = a.results.reset_index(drop=True)
+    engine.write_table("ab_results", res)
+    engine.write_table("ab_verdicts", _traffic(engine, params, a.verdicts).reset_index(drop=True))
+    engine.write_table("ab_guardrails", a.guardrails.reset_index(drop=True))
+    engine.write_table("ab_power", a.power.reset_index(drop=True))
+    engine.write_table("ab_srm", a.srm.reset_index(drop=True))
+    engine.write_table("ab_cumulative", cumulative_lift(engine, params).reset_index(drop=True))
+    engine.write_table("ab_holdout", _holdout_table(engine, params).reset_index(drop=True))
     return res
 
 
 def run_ab_tests(ctx) -> ABAnalysis:
-    """Whole stage for a :class:`crmlib.context.RunContext`: writes ``ab_results`` and returns the analysis."""
+    """Whole stage for a :class:`crmlib.context.RunContext`: writes the stage's tables and returns the analysis."""
     ab_results(ctx.engine, ctx.params)
     return analysis(ctx.engine, ctx.params)
 
 
+def _read(engine, name: str) -> pd.DataFrame:
+    """A table the stage call wrote; a clear error when the stage call has not run on this run directory."""
+    if not engine.has_table(name):
+        raise RuntimeError(f"tables/{name}.parquet is missing: run the A/B stage call "
+                           "(crmlib.abtest.stage.ab_results) before the report cells.")
+    return pd.read_parquet(engine.table_path(name))
+
+
 def verdict_table(engine, params: dict) -> pd.DataFrame:
-    """One row per experiment: ship / do not ship / inconclusive / blocked: SRM, with the reason."""
-    return analysis(engine, params).verdicts
+    """One row per experiment (``ab_verdicts``): ship / do not ship / inconclusive / blocked: SRM, the reason
+    and the next step."""
+    return _read(engine, "ab_verdicts")
 
 
 def guardrail_table(engine, params: dict) -> pd.DataFrame:
-    """Guardrail non-inferiority results (margin relative to the control mean)."""
-    return analysis(engine, params).guardrails
+    """Guardrail non-inferiority results (``ab_guardrails``; margin relative to the control mean)."""
+    return _read(engine, "ab_guardrails")
 
 
 def power_table(engine, params: dict) -> pd.DataFrame:
-    """MDE for the traffic seen, fraction of the planned sample, power achieved (primary metric)."""
-    return analysis(engine, params).power
+    """MDE for the traffic seen, fraction of the planned sample, power achieved (``ab_power``)."""
+    return _read(engine, "ab_power")
 
 
 def srm_table(engine, params: dict) -> pd.DataFrame:
-    """Sample-ratio check per experiment (observed vs designed split)."""
-    return analysis(engine, params).srm
+    """Sample-ratio check per experiment (``ab_srm``: observed vs designed split)."""
+    return _read(engine, "ab_srm")
 
 
 def cumulative_lift(engine, params: dict, *, metric: str | None = None) -> pd.DataFrame:
@@ -222,6 +272,11 @@ def winsorization_table(engine, params: dict) -> pd.DataFrame:
 
 
 def holdout_table(engine, params: dict) -> pd.DataFrame:
+    """Incremental conversions, revenue and ROI of holdout experiments, beside attributed ROI (``ab_holdout``)."""
+    return _read(engine, "ab_holdout")
+
+
+def _holdout_table(engine, params: dict) -> pd.DataFrame:
     """Incremental conversions, revenue and ROI of holdout experiments, beside attributed ROI."""
     st = _state(engine, params)
     holdouts = _holdout.holdout_experiments(st["ab"])
@@ -265,29 +320,290 @@ def segment_results(engine, params: dict, segments, *, cuped: bool = True) -> pd
     return res
 
 
-def forest_plot(engine, params: dict, experiment_id: str | None = None, *, ax=None, sequential: bool = False):
-    """Forest plot of relative lifts with CIs (see :func:`crmlib.abtest.plotting.plot_forest`)."""
-    return plot_forest(analysis(engine, params).results, experiment_id, sequential=sequential, ax=ax)
+# -- report views: they read the tables the stage call wrote and format them (crmlib.present) ---------------
+def _currency(params: dict) -> str | None:
+    return params.get("run", {}).get("currency")
+
+
+def key_findings(engine, params: dict):
+    """The page's opening "Key findings" (Markdown), from the stage's tables (:mod:`crmlib.abtest.findings`)."""
+    from IPython.display import Markdown
+
+    from crmlib.i18n import _
+
+    from .findings import ab_findings, findings_markdown
+
+    found = ab_findings(engine.tables_dir, currency=_currency(params))
+    return Markdown(findings_markdown(found, empty=_("No experiment could be analysed in this run.")))
+
+
+def _interval(low, high) -> list[str]:
+    from .findings import interval_text
+
+    return [interval_text(a, b) for a, b in zip(low, high)]
+
+
+def verdict_view(engine, params: dict, *, run_dir=None):
+    """The verdicts as a manager reads them: one row per experiment, the lift with the interval the verdict
+    uses, the fixed-horizon interval labelled as such, the guardrails in words and the next step."""
+    from crmlib import report
+    from crmlib.i18n import _
+    from crmlib.present import fmt_percent
+
+    v = verdict_table(engine, params)
+    if v.empty:
+        return report.show(v, caption=_("Verdicts"))
+    checked = v["guardrails_checked"].fillna("").astype(str) if "guardrails_checked" in v else ""
+    harmed = v["guardrails_harmed"].fillna("").astype(str) if "guardrails_harmed" in v else ""
+    unclear = v["guardrails_unclear"].fillna("").astype(str) if "guardrails_unclear" in v else ""
+    guard_words = []
+    for c, h, u, verdict in zip(checked, harmed, unclear, v["verdict"]):
+        if verdict in ("blocked: SRM", "not analysed"):
+            guard_words.append("")
+        elif h:
+            guard_words.append(_("guardrail {names} harmed").format(names=h))
+        elif u:
+            guard_words.append(_("guardrail {names} not yet clear").format(names=u))
+        elif c:
+            guard_words.append(_("no guardrail harmed"))
+        else:
+            guard_words.append(_("no guardrail set"))
+    view = pd.DataFrame({
+        _("experiment"): v["experiment_id"],
+        _("verdict"): v["verdict"],
+        _("primary metric"): v["primary_metric"],
+        _("lift"): [fmt_percent(x, signed=True) for x in v["rel_lift"]],
+        _("always-valid interval (used for the verdict)"): _interval(v["seq_rel_ci_low"], v["seq_rel_ci_high"]),
+        _("fixed-horizon interval (one planned look only)"): _interval(v["rel_ci_low_fixed_horizon"],
+                                                                       v["rel_ci_high_fixed_horizon"]),
+        _("guardrails"): guard_words,
+        _("next step"): v["next_step"].fillna(""),
+    })
+    return report.show(view, caption=_("Verdicts"), max_rows=20)
+
+
+def srm_view(engine, params: dict):
+    """The sample-ratio check in words: users per arm, the designed split and the p-value."""
+    from crmlib import report
+    from crmlib.i18n import _
+    from crmlib.present import fmt_count, fmt_percent
+
+    srm = srm_table(engine, params)
+    if srm.empty:
+        return report.show(srm, caption=_("Sample-ratio check"))
+
+    def arms(text, fmt) -> str:
+        # the stage wrote {variant: value} as text; shown as "control 1,990 · treatment 2,243"
+        import ast
+
+        try:
+            values = ast.literal_eval(str(text))
+        except (ValueError, SyntaxError):
+            return ""
+        return " · ".join(f"{k} {fmt(x)}" for k, x in values.items()) if isinstance(values, dict) else ""
+
+    view = pd.DataFrame({
+        _("experiment"): srm["experiment_id"],
+        _("control arm"): srm["control_variant"],
+        _("users per arm"): [arms(t, fmt_count) for t in srm["observed_n"]],
+        _("designed split"): [arms(t, fmt_percent) for t in srm["designed_weights"]],
+        _("p-value"): srm["srm_p_value"],
+        _("split as designed"): [_("no: blocked") if b else _("yes") for b in srm["blocked"].astype(bool)],
+    })
+    return report.show(view, kinds={_("p-value"): "pvalue"}, caption=_("Sample-ratio check"))
+
+
+def result_view(engine, params: dict, *, run_dir=None):
+    """Every treatment comparison: the few columns a decision needs; the full table is a download."""
+    from crmlib import report
+    from crmlib.i18n import _
+
+    from crmlib.present import fmt_percent
+
+    res = pd.read_parquet(engine.table_path("ab_results")) if engine.has_table("ab_results") else None
+    if res is None or res.empty:
+        return report.show(res, caption=_("Results"))
+    t = res[~res["is_control"].astype(bool)].reset_index(drop=True)
+    view = pd.DataFrame({
+        _("experiment"): t["experiment_id"], _("metric"): t["metric"], _("role"): t["role"],
+        _("users"): t["n"], _("lift"): [fmt_percent(x, signed=True) for x in t["rel_lift"]],
+        _("always-valid interval"): _interval(t["seq_rel_ci_low"], t["seq_rel_ci_high"]),
+        # both intervals relative to the control mean, so that they compare side by side
+        _("fixed-horizon interval"): _interval(np.minimum(t["abs_ci_low"] / t["control_mean"],
+                                                          t["abs_ci_high"] / t["control_mean"]),
+                                               np.maximum(t["abs_ci_low"] / t["control_mean"],
+                                                          t["abs_ci_high"] / t["control_mean"])),
+        _("result"): t["verdict"],
+    })
+    # the page shows the readable columns; the download holds them and every column of ab_results
+    raw = t.drop(columns=["method", *[c for c in view.columns if c in t.columns]])
+    full = pd.concat([view, raw], axis=1)
+    return report.show(full, columns=list(view.columns), kinds={_("users"): "count"},
+                       max_rows=20, caption=_("Lift per experiment, metric and variant"),
+                       download="ab_results" if run_dir is not None else None, run_dir=run_dir)
+
+
+def guardrail_view(engine, params: dict):
+    """Guardrails in words: harmed, unharmed or not yet clear, with the interval and the allowed harm."""
+    from crmlib import report
+    from crmlib.i18n import _
+
+    g = guardrail_table(engine, params)
+    if g.empty:
+        from IPython.display import Markdown
+
+        return Markdown(_("*No experiment in this run has a guardrail metric.*"))
+    words = {"pass": _("unharmed"), "fail": _("harmed"), "inconclusive": _("not yet clear")}
+    view = pd.DataFrame({
+        _("experiment"): g["experiment_id"], _("guardrail"): g["metric"], _("variant"): g["variant"],
+        _("change"): g["rel_lift"], _("allowed harm"): -g["margin_relative"].astype(float),
+        _("status"): g["guardrail_status"].map(words).fillna(g["guardrail_status"]),
+    })
+    return report.show(view, kinds={_("change"): "percent", _("allowed harm"): "percent"},
+                       caption=_("Guardrails"))
+
+
+def power_view(engine, params: dict):
+    """What each experiment can detect now, and the users per arm (and days) an inconclusive one still needs."""
+    from crmlib import report
+    from crmlib.i18n import _
+
+    p = power_table(engine, params)
+    if p.empty:
+        return report.show(p, caption=_("Power"))
+    v = verdict_table(engine, params).set_index("experiment_id")
+    view = pd.DataFrame({
+        _("experiment"): p["experiment_id"], _("variant"): p["variant"],
+        _("users per arm now"): p[["n_control", "n_treatment"]].min(axis=1),
+        _("smallest lift detectable now"): p["mde_rel"],
+        _("share of planned sample"): p["fraction_of_plan"],
+        _("more users per arm needed"): p["experiment_id"].map(v["n_more_per_arm"]),
+        _("days at current traffic"): p["experiment_id"].map(v["days_more"]),
+    })
+    return report.show(view, kinds={_("users per arm now"): "count", _("smallest lift detectable now"): "percent",
+                                    _("share of planned sample"): "percent", _("more users per arm needed"): "count",
+                                    _("days at current traffic"): "count"}, caption=_("Power"))
+
+
+def holdout_view(engine, params: dict):
+    """Incremental return of holdout campaigns beside the ROI stage's attributed ROI."""
+    from crmlib import report
+    from crmlib.i18n import _
+    from crmlib.present import fmt_count, fmt_money, fmt_ratio
+
+    h = holdout_table(engine, params)
+    if h.empty:
+        from IPython.display import Markdown
+
+        return Markdown(_("*No holdout campaign in this run.*"))
+    cur = _currency(params)
+    view = pd.DataFrame({
+        _("experiment"): h["experiment_id"], _("channel"): h["channel"], _("campaign"): h["campaign_id"],
+        _("incremental conversions"): [f"{fmt_count(x)} ({fmt_count(a)} to {fmt_count(b)})" for x, a, b in zip(
+            h["incremental_conversions"], h["incremental_conversions_low"], h["incremental_conversions_high"])],
+        _("incremental revenue"): [f"{fmt_money(x, cur)} ({fmt_money(a, cur)} to {fmt_money(b, cur)})" for x, a, b
+                                   in zip(h["incremental_revenue"], h["incremental_revenue_low"],
+                                          h["incremental_revenue_high"])],
+        _("cost"): h["cost"],
+        _("incremental ROI"): [f"{fmt_ratio(x)} ({fmt_ratio(a)} to {fmt_ratio(b)})" for x, a, b in zip(
+            h["incremental_roi"], h["incremental_roi_low"], h["incremental_roi_high"])],
+        _("attributed ROI"): h["attributed_roi"],
+    })
+    return report.show(view, kinds={_("cost"): "money", _("attributed ROI"): "ratio"}, currency=cur,
+                       caption=_("Holdout campaigns"))
+
+
+def method_notes(engine, params: dict):
+    """"How this was computed": one note per method (not per row), from the stage's tables."""
+    from IPython.display import Markdown
+
+    from crmlib.i18n import _
+    from crmlib.report import escape_markdown
+
+    lines = []
+    if engine.has_table("ab_results"):
+        res = pd.read_parquet(engine.table_path("ab_results"), columns=["metric", "method", "is_control"])
+        res = res[~res["is_control"].astype(bool)]
+        for metric, methods in res.groupby("metric", sort=False)["method"]:
+            for m in dict.fromkeys(methods):
+                lines.append(f"- **{escape_markdown(metric)}**: {escape_markdown(m)}")
+    for name, column in (("ab_power", "convention"), ("ab_guardrails", "rule")):
+        if engine.has_table(name):
+            t = pd.read_parquet(engine.table_path(name))
+            if len(t) and column in t:
+                label = _("power") if name == "ab_power" else _("guardrails")
+                lines.append(f"- **{escape_markdown(label)}**: {escape_markdown(t[column].iloc[0])}")
+    return Markdown("\n".join(lines) if lines else _("*No method notes: no experiment was analysed.*"))
+
+
+def forest_plot(engine, params: dict, experiment_id: str | None = None, *, ax=None, sequential: bool = True):
+    """Forest plot of relative lifts (see :func:`crmlib.abtest.plotting.plot_forest`), read from
+    ``ab_results``: the interval drawn is the one the verdict uses; only significant rows are coloured."""
+    results = pd.read_parquet(engine.table_path("ab_results")) if engine.has_table("ab_results") else None
+    if results is None or results.empty:
+        return None
+    return plot_forest(results, experiment_id, sequential=sequential, ax=ax)
+
+
+def forest_figure(engine, params: dict):
+    """The forest plot of the decision metrics (primary, secondary, guardrail) as a captioned figure."""
+    from IPython.display import Markdown, display
+
+    from crmlib import report
+    from crmlib.i18n import _
+    from crmlib.present import fmt_percent
+
+    results = pd.read_parquet(engine.table_path("ab_results")) if engine.has_table("ab_results") else None
+    if results is None or results.empty:
+        display(Markdown(_("*No experiment could be analysed in this run.*")))
+        return
+    decision = results[results["role"].isin(["primary", "secondary", "guardrail"])]
+    shown = decision if len(decision[~decision["is_control"].astype(bool)]) else results
+    ax = plot_forest(shown)
+    treated = shown[~shown["is_control"].astype(bool)]
+    coloured = treated[treated["verdict"].isin(["better", "worse", "guardrail fail"])]
+    if len(coloured):
+        title = _("{k} of {n} decision metrics moved beyond doubt: {names}").format(
+            k=len(coloured), n=len(treated), names=", ".join(dict.fromkeys(coloured["experiment_id"])))
+    else:
+        title = _("No experiment moved a decision metric beyond doubt")
+    report.figure(ax, title=title,
+                  caption=_("Relative lift against control per experiment and decision metric (primary, secondary, "
+                            "guardrail). Each line is the always-valid interval the verdict uses; green or red only "
+                            "where it excludes zero, grey where the result is inconclusive or the split is broken. "
+                            "Exploratory metrics are in the result table's download."),
+                  alt=_("Forest plot: {rows}").format(rows="; ".join(
+                      f"{e} {m} {v}: {fmt_percent(x, signed=True)}" for e, m, v, x in zip(treated["experiment_id"], treated["metric"],
+                                                                     treated["variant"], treated["rel_lift"]))))
 
 
 def cumulative_plot(engine, params: dict, experiment_id: str, *, ax=None):
-    """Cumulative lift over time for one experiment (confidence sequence shaded)."""
-    return plot_cumulative_lift(cumulative_lift(engine, params), experiment_id, ax=ax)
+    """Cumulative lift over time for one experiment (confidence sequence shaded), from ``ab_cumulative``."""
+    return plot_cumulative_lift(_read(engine, "ab_cumulative"), experiment_id, ax=ax)
 
 
 def cumulative_plot_grid(engine, params: dict, *, metric: str | None = None):
-    """One cumulative-lift panel per experiment (primary metric), stacked; returns the axes array."""
+    """One cumulative-lift panel per experiment (primary metric, from ``ab_cumulative``), as a captioned
+    figure; returns the axes array."""
     import matplotlib.pyplot as plt
 
-    cumulative = cumulative_lift(engine, params, metric=metric)
+    from crmlib import report
+    from crmlib.i18n import _
+
+    cumulative = _read(engine, "ab_cumulative")
     experiments = sorted(cumulative["experiment_id"].unique()) if len(cumulative) else []
     if not experiments:
-        _, ax = plt.subplots(figsize=(8, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no experiments with closed outcome windows", ha="center", va="center")
-        return [ax]
-    fig, axes = plt.subplots(len(experiments), 1, figsize=(8, 3.4 * len(experiments)), squeeze=False)
+        from IPython.display import Markdown, display
+
+        display(Markdown(_("*No experiment has closed outcome windows yet.*")))
+        return []
+    fig, axes = plt.subplots(len(experiments), 1, figsize=(8, 3.0 * len(experiments)), squeeze=False)
     for ax, experiment_id in zip(axes[:, 0], experiments):
         plot_cumulative_lift(cumulative, experiment_id, ax=ax)
     fig.tight_layout()
+    report.figure(fig, title=_("How each experiment's lift settled over time"),
+                  caption=_("Cumulative relative lift of the primary metric by assignment date. The shaded band is the "
+                            "always-valid interval the verdict uses (safe to read every day); the dashed lines are the "
+                            "fixed-horizon interval, valid only at the planned end."),
+                  alt=_("Cumulative lift over time for {names}").format(names=", ".join(experiments)))
     return axes[:, 0]

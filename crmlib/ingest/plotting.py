@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from crmlib.plotting import colors_for
+
 __all__ = ["plot_monthly_orders"]
 
 
@@ -29,7 +31,7 @@ def plot_monthly_orders(df: pd.DataFrame, ax=None, *, value: str = "orders"):
         return ax
     wide = df.pivot_table(index="month", columns="channel", values=value, aggfunc="sum", fill_value=0)
     wide.index = pd.to_datetime(wide.index).strftime("%Y-%m")
-    wide.plot.bar(stacked=True, ax=ax, width=0.85)
+    wide.plot.bar(stacked=True, ax=ax, width=0.85, color=colors_for(wide.columns))
     ax.set_xlabel("month (local time)")
     ax.set_ylabel("orders (positive amounts)" if value == "orders" else "net revenue")
     ax.set_title(f"{'Orders' if value == 'orders' else 'Net revenue'} per month by channel")

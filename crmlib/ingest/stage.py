@@ -47,6 +47,7 @@ from crmlib.params import CANONICAL_COLUMNS
 
 __all__ = ["IngestSummary", "run_ingest", "ingest", "resolve_salt", "DEFAULT_SALT", "rows_by_source",
            "quarantine_reasons", "identity_links", "customer_overview", "monthly_orders_by_channel",
+           "rows_view", "quarantine_view", "identity_view", "customer_overview_view",
            "FACT_COLUMNS", "MAX_MALFORMED_LINES"]
 
 DEFAULT_SALT = "crmlib-default-salt-v1"
@@ -103,6 +104,18 @@ class IngestSummary:
                 f"loaded={int(tot.rows_loaded)}, quarantined={int(tot.rows_quarantined)}, "
                 f"duplicates={int(tot.duplicates_dropped)}, customers={self.n_customers}, "
                 f"salt={self.salt_source}, warnings={len(self.warnings)})")
+
+    def _repr_markdown_(self) -> str:
+        # a report cell that ends with the summary shows a sentence, never the Python repr
+        from crmlib.i18n import _
+        from crmlib.present import fmt_count
+
+        tot = self.rows[["rows_read", "rows_loaded", "rows_quarantined", "duplicates_dropped"]].sum()
+        return _("{read} rows read from {sources} sources: {loaded} loaded, {quarantined} quarantined, {duplicates} "
+                 "duplicates dropped; {customers} customers.").format(
+            read=fmt_count(tot.rows_read), sources=fmt_count(len(self.quality["sources"])),
+            loaded=fmt_count(tot.rows_loaded), quarantined=fmt_count(tot.rows_quarantined),
+            duplicates=fmt_count(tot.duplicates_dropped), customers=fmt_count(self.n_customers))
 
 
 def resolve_salt(params: dict) -> tuple[str, str]:
@@ -584,3 +597,95 @@ def monthly_orders_by_channel(engine: Engine, params: dict | None = None) -> pd.
     agg = o.group_by([month, o.channel.fill_null("unknown").name("channel")]).agg(
         orders=(o.amount > 0).sum(), revenue=o.amount.sum())
     return engine.to_pandas(agg.order_by(["month", "channel"]))
+
+
+# -- page views: what the report shows (they read and format; the stage call wrote every table) --------
+def _labelled(df: pd.DataFrame, labels: dict[str, str], kinds: dict[str, str]) -> tuple[pd.DataFrame, dict, list]:
+    cols = [c for c in labels if c in df.columns]
+    return (df[cols].rename(columns=labels), {labels[c]: k for c, k in kinds.items() if c in cols},
+            [labels[c] for c in cols])
+
+
+def rows_view(engine: Engine, params: dict | None = None, *, run_dir: Any = None) -> Any:
+    """Rows read, loaded, quarantined and dropped per source; the per-check counts are in the download."""
+    from crmlib.i18n import _
+    from crmlib.report import show
+
+    rows = rows_by_source(engine, params).reset_index()
+    files = {s["name"]: os.path.basename(str(s["path"])) for s in (params or {}).get("sources", [])}
+    rows.insert(1, "file", rows["source"].map(files).fillna(""))
+    labels = {"source": _("source"), "file": _("file"), "rows_read": _("rows read"), "rows_loaded": _("loaded"),
+              "rows_quarantined": _("quarantined"), "duplicates_dropped": _("duplicates dropped")}
+    kinds = {"rows_read": "count", "rows_loaded": "count", "rows_quarantined": "count", "duplicates_dropped": "count"}
+    full = rows.rename(columns=labels)
+    return show(full, kinds={labels[c]: k for c, k in kinds.items()}, columns=list(labels.values()), max_rows=20,
+                caption=_("What happened to every row, per source"), download="rows_by_source" if run_dir else None,
+                run_dir=run_dir)
+
+
+def quarantine_view(engine: Engine, params: dict | None = None, *, run_dir: Any = None) -> Any:
+    """Quarantined rows per (source, reason), most frequent first, with the first file row to look at."""
+    from crmlib.i18n import _
+    from crmlib.report import show
+
+    reasons = quarantine_reasons(engine, params)
+    frame, kinds, cols = _labelled(reasons, {"source": _("source"), "reason": _("reason"), "rows": _("rows"),
+                                             "first_row": _("first at file row")},
+                                   {"rows": "count", "first_row": "count"})
+    return show(frame, kinds=kinds, columns=cols, max_rows=10, caption=_("Why rows were set aside"),
+                download="quarantine_reasons" if run_dir else None, run_dir=run_dir)
+
+
+def identity_view(engine: Engine, params: dict | None = None, *, run_dir: Any = None) -> Any:
+    """Identity links per rule and the source records each rule assigned."""
+    from crmlib.i18n import _
+    from crmlib.report import show
+
+    frame, kinds, cols = _labelled(identity_links(engine, params),
+                                   {"rule": _("rule"), "links": _("links that merged records"),
+                                    "records": _("records assigned")}, {"links": "count", "records": "count"})
+    return show(frame, kinds=kinds, columns=cols, caption=_("How records were linked"))
+
+
+def customer_overview_view(engine: Engine, params: dict | None = None) -> Any:
+    """The customer counts as a two-column table (measure, value), revenue as money."""
+    from crmlib.i18n import _
+    from crmlib.present import fmt_count, fmt_money
+    from crmlib.report import show
+
+    overview = customer_overview(engine, params)
+    currency = (params or {}).get("run", {}).get("currency")
+    names = {"customers": _("customers (people)"), "with_orders": _("customers who bought"),
+             "in_several_sources": _("customers in more than one source"), "net_revenue": _("net revenue"),
+             "orders": _("orders"), "source_records": _("source records linked")}
+    measure = [names.get(m, _("tagged {tag}").format(tag=m.removeprefix("tag:")) if m.startswith("tag:") else m)
+               for m in overview["metric"]]
+    value = [fmt_money(v, currency) if m == "net_revenue" else fmt_count(v)
+             for m, v in zip(overview["metric"], overview["value"])]
+    return show(pd.DataFrame({_("measure"): measure, _("value"): value}), caption=_("Customers"), max_rows=30)
+
+
+def monthly_figure(monthly: pd.DataFrame, value: str = "orders", currency: str | None = None) -> None:
+    """Orders or net revenue per month by channel, titled with the channel that brings the most."""
+    from crmlib.i18n import _
+    from crmlib.ingest.plotting import plot_monthly_orders
+    from crmlib.present import fmt_count, fmt_money, fmt_percent
+    from crmlib.report import figure
+
+    ax = plot_monthly_orders(monthly, value=value)
+    ax.set_title("")  # the figure's title states the takeaway
+    if monthly.empty:
+        title = _("No orders in this run")
+    else:
+        by_channel = monthly.groupby("channel")[value].sum().sort_values(ascending=False)
+        total = float(by_channel.sum())
+        amount = fmt_count(total) if value == "orders" else fmt_money(total, currency)
+        title = (_("{channel} brings the most orders: {share} of {total}") if value == "orders"
+                 else _("{channel} brings the most revenue: {share} of {total}")).format(
+            channel=by_channel.index[0], share=fmt_percent(by_channel.iloc[0] / total if total else float("nan")),
+            total=amount)
+    caption = (_("Orders with a positive amount per calendar month (local time), stacked by sales channel.")
+               if value == "orders" else
+               _("Net revenue (refunds subtracted) per calendar month (local time), stacked by sales channel."))
+    figure(ax, title=title, caption=caption,
+           alt=_("Stacked bar chart per month, one colour per sales channel."))

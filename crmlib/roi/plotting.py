@@ -7,7 +7,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from crmlib.plotting import color_for, colors_for
+
 __all__ = [
+    "plot_roas_by_channel",
+    "roas_ranges",
     "plot_roi_by_model",
     "plot_removal_effects",
     "plot_response_curves",
@@ -22,6 +26,84 @@ def _ax(ax: Axes | None, size: tuple[float, float] = (8, 4.5)) -> Axes:
     if ax is None:
         _, ax = plt.subplots(figsize=size)
     return ax
+
+
+def roas_ranges(roi: pd.DataFrame) -> pd.DataFrame:
+    """Per channel with cost: cost, the lowest, median and highest ROAS over the attribution models.
+
+    ``roi`` holds the channel rows of ``roi.parquet`` (``model, channel, cost, roas``). Sorted by cost,
+    largest first; channels without cost (ROAS undefined) are left out.
+    """
+    r = roi[(roi["cost"].astype(float) > 0) & np.isfinite(roi["roas"].astype(float))]
+    if r.empty:
+        return pd.DataFrame(columns=["channel", "cost", "roas_low", "roas_mid", "roas_high", "models"])
+    g = r.groupby("channel", sort=False)
+    out = pd.DataFrame({"cost": g["cost"].max(), "roas_low": g["roas"].min(), "roas_mid": g["roas"].median(),
+                        "roas_high": g["roas"].max(), "models": g["model"].nunique()}).reset_index()
+    return out.sort_values("cost", ascending=False, kind="mergesort").reset_index(drop=True)
+
+
+def plot_roas_by_channel(roi: pd.DataFrame, *, currency: str | None = None, axes=None):
+    """Every channel with cost on one readable chart: cost beside ROAS on a log scale.
+
+    Left panel: cost per channel (bars). Right panel: ROAS = credited revenue / cost on a log axis, so a
+    channel with ROAS 6,000 and one with 0.6 are both visible: a bar from the axis floor to the median over
+    the attribution models, a black line over the range from the lowest to the highest model, and a dashed
+    line at break-even (ROAS 1).
+
+    Parameters
+    ----------
+    roi : DataFrame
+        Channel rows of ``roi.parquet`` (``model, channel, cost, roas``).
+    currency : str, optional
+        Written on the cost axis.
+    axes : pair of Axes, optional
+        (cost axes, ROAS axes); new ones side by side otherwise.
+
+    Returns
+    -------
+    (Axes, Axes)
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    from crmlib.i18n import _
+    from crmlib.plotting import colors_for
+    from crmlib.present import fmt_money, fmt_number, fmt_ratio
+
+    table = roas_ranges(roi).iloc[::-1].reset_index(drop=True)  # largest cost on top
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 0.55 * max(len(table), 3) + 1.4), sharey=True,
+                                 gridspec_kw={"width_ratios": [1, 1.6]})
+    cost_ax, roas_ax = axes
+    y = np.arange(len(table))
+    colors = colors_for(table["channel"], "channel")
+    color_list = [colors[c] for c in table["channel"]]
+    cost_ax.barh(y, table["cost"].to_numpy(float), color=color_list)
+    cost_ax.set_yticks(y, table["channel"].astype(str))
+    # reversed axis (bars grow leftwards towards the names) with room for the cost written beside each bar
+    cost_ax.set_xlim(float(table["cost"].max()) * 1.6 if len(table) else 1.0, 0)
+    cost_ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_number(v)))
+    cost_ax.set_xlabel(_("cost ({currency})").format(currency=currency) if currency else _("cost"))
+    for yi, c in zip(y, table["cost"]):
+        cost_ax.text(c, yi, " " + fmt_money(c, currency) + " ", va="center", ha="right", fontsize=8)
+    high = table["roas_high"].to_numpy(float)
+    low = table["roas_low"].to_numpy(float)
+    mid = table["roas_mid"].to_numpy(float)
+    positive = np.concatenate([low[low > 0], [1.0]])
+    floor = 10 ** np.floor(np.log10(positive.min() / 2))
+    ceiling = 10 ** np.ceil(np.log10(max(float(np.nanmax(high, initial=1.0)), 1.0) * 3))
+    roas_ax.set_xscale("log")
+    roas_ax.barh(y, np.maximum(mid, floor) - floor, left=floor, color=color_list, alpha=0.85)
+    roas_ax.hlines(y, np.maximum(low, floor), np.maximum(high, floor), color="black", lw=1.5)
+    roas_ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    roas_ax.set_xlim(floor, ceiling)
+    for yi, lo_, hi_ in zip(y, low, high):
+        text = fmt_ratio(lo_) if np.isclose(lo_, hi_) else f"{fmt_ratio(lo_)} - {fmt_ratio(hi_)}"
+        roas_ax.text(max(hi_, floor) * 1.15, yi, text, va="center", fontsize=8)
+    roas_ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_number(v)))
+    roas_ax.set_xlabel(_("ROAS = credited revenue / cost (log scale; dashed line: break-even)"))
+    roas_ax.tick_params(axis="y", left=False)
+    return cost_ax, roas_ax
 
 
 def plot_roi_by_model(roi: pd.DataFrame, *, metric: str = "roi", ax: Axes | None = None) -> Axes:
@@ -48,7 +130,7 @@ def plot_removal_effects(removal_effects: pd.DataFrame, *, measure: str = "conve
     """Horizontal bars of the Markov removal effects (share of conversions lost without the channel)."""
     ax = _ax(ax, (7, 4))
     re = removal_effects[measure].sort_values()
-    ax.barh(re.index, re.to_numpy())
+    ax.barh(re.index, re.to_numpy(), color=[color_for(c) for c in re.index])
     ax.set_xlabel(f"removal effect ({measure}): 1 - P(without channel) / P")
     ax.set_title("Markov removal effects")
     ax.set_xlim(0, max(1.0, float(re.max()) * 1.05) if len(re) else 1.0)
@@ -82,9 +164,10 @@ def plot_response_curves(
     draws unidentified channels dashed.
     """
     ax = _ax(ax)
+    colors = colors_for(sorted(curves["channel"].unique()))
     for channel, c in curves.groupby("channel", sort=True):
         ok = True if identified is None else bool(identified.get(channel, True))
-        line = ax.plot(c["weekly_spend"], c["response"], linestyle="-" if ok else "--",
+        line = ax.plot(c["weekly_spend"], c["response"], linestyle="-" if ok else "--", color=colors[channel],
                        label=channel if ok else f"{channel} (not identified)")[0]
         ax.fill_between(c["weekly_spend"], c["low"], c["high"], color=line.get_color(), alpha=0.15)
         cur = float(c["current_weekly_spend"].iloc[0])

@@ -27,6 +27,7 @@ Params keys read (types, defaults and meanings: the schema, :mod:`crmlib.params`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,14 @@ __all__ = [
     "budget_table",
     "budget_caveats",
     "PARAM_KEYS",
+    "TABLES",
+    "run_roi",
+    "key_findings",
+    "roi_view",
+    "disagreement_view",
+    "mmm_view",
+    "budget_view",
+    "method_notes",
 ]
 
 PARAM_KEYS = (
@@ -433,75 +442,336 @@ def response_curves_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
     return model.response_curves()
 
 
-# -- report views: one call per notebook cell, passing an Unavailable through unchanged -----------------
-# (chart views display it themselves: their cells end with ";", which hides a returned value)
-def journey_summary(engine, params: dict) -> pd.DataFrame | Unavailable:
-    """Journey counts in plain words (conversions, touched share, unattributable touches) and conventions."""
+# -- the stage call: compute once, write every table ---------------------------------------------------
+#: What the stage call writes under ``tables/`` (Parquet or JSON); the report's views read only these.
+TABLES = ("roi_journeys", "attribution", "roi_markov", "roi", "roi_disagreement", "mmm", "roi_response_curves",
+          "roi_budget", "roi_budget_summary", "roi_summary")
+#: The attribution model whose credited revenue and CAC the page's one-model figures use.
+REFERENCE_MODEL = "linear"
+
+
+def _summary(engine, table: pd.DataFrame, journeys) -> dict:
+    """Blended figures of the channel rows (cost and credited revenue of the reference model)."""
+    ch = table[table["level"] == "channel"]
+    model = REFERENCE_MODEL if REFERENCE_MODEL in set(ch["model"]) else str(ch["model"].iloc[0])
+    ref = ch[ch["model"] == model]
+    cost, revenue = float(ref["cost"].sum()), float(ref["revenue"].sum())
+    new = float(ref["new_customers"].sum()) if "new_customers" in ref else None
+    out = {"reference_model": model, "total_cost": cost, "credited_revenue": revenue,
+           "blended_roas": revenue / cost if cost > 0 else None,
+           "new_customers": new, "cac": cost / new if new and cost > 0 else None,
+           "notes": list(table.attrs.get("notes", []))}
+    if not isinstance(journeys, Unavailable):
+        total, touched = float(journeys.summary["conversion_value"]), float(journeys.summary["touched_value"])
+        out.update(conversion_value=total, touched_value=touched, touched_share=touched / total if total else None)
+    return out
+
+
+def run_roi(engine, params: dict) -> None:
+    """The stage call: compute every ROI step once and write its tables; the report cells only read them.
+
+    Writes ``roi_journeys.json``, ``attribution``, ``roi_markov.json``, ``roi``, ``roi_disagreement``,
+    ``roi_summary.json`` (blended ROAS, CAC, the share of revenue marketing touched), ``mmm``,
+    ``roi_response_curves``, ``roi_budget`` and ``roi_budget_summary.json``. A step that cannot be
+    computed writes nothing (and removes a stale copy); its reason is in ``warnings.jsonl``.
+    """
     journeys = journeys_stage(engine, params)
-    if isinstance(journeys, Unavailable):
-        return journeys
-    rows = [(k.replace("_", " "), v) for k, v in {**journeys.summary, **journeys.conventions}.items()]
-    return pd.DataFrame(rows, columns=["measure", "value"]).astype({"value": "string"})
+    table = roi_stage(engine, params)
+    if isinstance(table, Unavailable):
+        _remove_tables(engine, "roi_summary")
+    else:
+        disagreement_stage(engine, params)
+        engine.write_json("roi_summary", _summary(engine, table, journeys))
+    model = mmm_stage(engine, params)
+    if isinstance(model, MediaMixModel):
+        engine.write_table("roi_response_curves", model.response_curves())
+    else:
+        _remove_tables(engine, "roi_response_curves")
+    budget = budget_stage(engine, params)
+    if isinstance(budget, BudgetResult):
+        engine.write_json("roi_budget_summary", {
+            "gain": budget.gain, "gain_low": budget.gain_low, "gain_high": budget.gain_high,
+            "ci_level": budget.ci_level, "total_budget": budget.total_budget, "method": budget.method,
+            "caveats": list(budget.caveats)})
+    else:
+        _remove_tables(engine, "roi_budget_summary")
+
+
+# -- report views: one call per notebook cell; they read the tables run_roi wrote ---------------------------
+def _read_table(engine, name: str) -> pd.DataFrame | None:
+    return pd.read_parquet(engine.table_path(name)) if engine.has_table(name) else None
+
+
+def _read_json(engine, name: str):
+    return engine.read_json(name) if (engine.tables_dir / f"{name}.json").exists() else None
+
+
+def _absent(engine, step: str, *warned_steps: str) -> Unavailable:
+    """The notice shown where a table is missing: the reason the stage recorded, else "not computed"."""
+    from crmlib.i18n import _
+    from crmlib.status import read_warnings
+
+    steps = warned_steps or (step,)
+    for w in read_warnings(engine.run_dir, STAGE):
+        if w.get("step") in steps:
+            return Unavailable(step, w["message"])
+    return MissingInput(step, _("not computed in this run (the ROI stage call writes it)."))
+
+
+def _currency(params: dict) -> str | None:
+    return params.get("run", {}).get("currency")
+
+
+def key_findings(engine, params: dict):
+    """The page's opening "Key findings" (Markdown), from the stage's tables (:mod:`crmlib.roi.findings`)."""
+    from IPython.display import Markdown
+
+    from crmlib.i18n import _
+    from crmlib.roi.findings import findings_markdown, roi_findings
+
+    found = roi_findings(engine.tables_dir, currency=_currency(params))
+    return Markdown(findings_markdown(found, empty=_("No ROI could be computed in this run; the reasons are below.")))
+
+
+def journey_summary(engine, params: dict):
+    """Journey counts in plain words (conversions, touched share, unattributable touches)."""
+    from crmlib import report
+    from crmlib.i18n import _
+    from crmlib.present import fmt_count, fmt_money
+
+    j = _read_json(engine, "roi_journeys")
+    if j is None:
+        return _absent(engine, "journeys", "journeys and attribution", "journeys")
+    s, cur = j["summary"], _currency(params)
+    rows = [
+        (_("orders in the period"), fmt_count(s["conversions"]), fmt_money(s["conversion_value"], cur)),
+        (_("orders with a marketing touch before them"), fmt_count(s["touched_conversions"]),
+         fmt_money(s["touched_value"], cur)),
+        (_("orders without a touch"), fmt_count(s["untouched_conversions"]), fmt_money(s["untouched_value"], cur)),
+        (_("journeys without an order"), fmt_count(s["non_converting_journeys"]), ""),
+        (_("touches in the period"), fmt_count(s["touches_in_period"]), ""),
+        (_("touches that cannot be tied to a customer"), fmt_count(s["touches_unattributable"]), ""),
+    ]
+    return report.show(pd.DataFrame(rows, columns=[_("measure"), _("count"), _("revenue")]),
+                       caption=_("Journeys"))
 
 
 def journey_charts(engine, params: dict):
-    """Journey-length and time-to-convert distributions side by side; returns the two axes."""
+    """Journey-length and time-to-convert distributions side by side, as one captioned figure."""
     import matplotlib.pyplot as plt
 
+    from crmlib import report
+    from crmlib.i18n import _
     from crmlib.roi.plotting import plot_journey_lengths, plot_time_to_convert
 
-    journeys = journeys_stage(engine, params)
-    if isinstance(journeys, Unavailable):
-        return _show(journeys)
-    _, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    plot_journey_lengths(journeys.lengths, ax=left)
-    plot_time_to_convert(journeys.time_to_convert, ax=right)
+    j = _read_json(engine, "roi_journeys")
+    if j is None:
+        return _show(_absent(engine, "journeys", "journeys and attribution", "journeys"))
+    lengths, ttc = pd.DataFrame(j["lengths"]), pd.DataFrame(j["time_to_convert_days"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    plot_journey_lengths(lengths, ax=left)
+    plot_time_to_convert(ttc, ax=right)
+    fig.tight_layout()
+    share_one = (float(lengths.loc[lengths["touches"] == 1, "converting"].sum()) / float(lengths["converting"].sum())
+                 if len(lengths) and lengths["converting"].sum() else float("nan"))
+    from crmlib.present import fmt_percent
+
+    report.figure(fig, title=_("{share} of converting journeys have a single touch").format(share=fmt_percent(share_one)),
+                  caption=_("Left: touches per journey, converting and non-converting. Right: whole days from a "
+                            "converting journey's first touch to its order."),
+                  alt=_("Histograms of journey length and of days from first touch to conversion."))
     return left, right
 
 
-def roi_chart(engine, params: dict, *, metric: str = "roi"):
-    """Channel ROI (or ``roas``) under every attribution model in one chart."""
-    from crmlib.roi.plotting import plot_roi_by_model
+def roi_chart(engine, params: dict, *, metric: str = "roas"):
+    """Every channel's cost beside its ROAS on a log scale (range over the attribution models), with a takeaway
+    title, caption and alt text; returns the two axes."""
+    from crmlib import report
+    from crmlib.i18n import _
+    from crmlib.present import fmt_money, fmt_ratio
+    from crmlib.roi.plotting import plot_roas_by_channel, roas_ranges
 
-    table = roi_stage(engine, params)
-    if isinstance(table, Unavailable):
-        return _show(table)
-    return plot_roi_by_model(table[table["level"] == "channel"], metric=metric)
+    table = _read_table(engine, "roi")
+    if table is None:
+        return _show(_absent(engine, "roi", "attribution", "journeys and attribution"))
+    channels = table[table["level"] == "channel"]
+    ranges = roas_ranges(channels)
+    if ranges.empty:
+        return _show(MissingInput("ROI chart", _("no channel has a cost in the period, so ROAS is undefined.")))
+    axes = plot_roas_by_channel(channels, currency=_currency(params))
+    from crmlib.roi.findings import SMALL_COST_SHARE
+
+    share = ranges["cost"] / ranges["cost"].sum()
+    material, small = ranges[share >= SMALL_COST_SHARE], ranges[share < SMALL_COST_SHARE]
+    pays = material[material["roas_low"] > 1]
+    title = _("{k} of {n} channels with material spend return more than they cost under every attribution "
+              "model").format(k=len(pays), n=len(material))
+    if len(small):
+        title += _("; {names} look high only because almost none of their cost is recorded").format(
+            names=", ".join(map(str, small["channel"])))
+    no_cost = sorted(set(channels["channel"]) - set(ranges["channel"]))
+    caption = _("Left: cost in the period. Right: ROAS (credited revenue / cost) on a log scale so that every channel "
+                "shows; the bar reaches the median over the attribution models, the black line spans the lowest to "
+                "the highest model, the dashed line is break-even.")
+    if no_cost:
+        caption += " " + _("Not shown (no cost recorded): {names}.").format(names=", ".join(map(str, no_cost)))
+    alt = _("ROAS by channel: {rows}").format(rows="; ".join(
+        _("{channel} cost {cost}, ROAS {low} to {high}").format(channel=r["channel"], cost=fmt_money(r["cost"], _currency(params)),
+                                                               low=fmt_ratio(r["roas_low"]), high=fmt_ratio(r["roas_high"]))
+        for _i, r in ranges.iterrows()))
+    report.figure(axes[0], title=title, caption=caption, alt=alt)
+    return axes
 
 
-def campaign_roi(engine, params: dict) -> pd.DataFrame | Unavailable:
-    """Campaign rows of the ROI table (empty when touches carry no campaign ids)."""
-    table = roi_stage(engine, params)
-    if isinstance(table, Unavailable):
-        return table
-    return table[table["level"] == "campaign"].drop(columns=["level"])
+def roi_view(engine, params: dict, *, run_dir=None):
+    """One row per channel: cost, credited revenue and CAC of the reference model, and the ROAS range over the
+    attribution models; the full model x channel table is a download."""
+    from crmlib import report
+    from crmlib.i18n import _
+    from crmlib.roi.plotting import roas_ranges
+    from crmlib.roi.findings import _range
+
+    table = _read_table(engine, "roi")
+    if table is None:
+        return _absent(engine, "roi", "attribution", "journeys and attribution")
+    ch = table[table["level"] == "channel"]
+    model = REFERENCE_MODEL if REFERENCE_MODEL in set(ch["model"]) else str(ch["model"].iloc[0])
+    ref = ch[ch["model"] == model].set_index("channel")
+    ranges = roas_ranges(ch).set_index("channel")
+    mmm = _read_table(engine, "mmm")
+    mmm = mmm.set_index("channel") if mmm is not None else None
+    order = ref.sort_values("cost", ascending=False).index
+    view = pd.DataFrame({
+        _("channel"): order,
+        _("cost"): ref.loc[order, "cost"].to_numpy(),
+        _("credited revenue ({model})").format(model=model): ref.loc[order, "revenue"].to_numpy(),
+        _("ROAS over the models"): [_range(ranges.loc[c, "roas_low"], ranges.loc[c, "roas_high"])
+                                    if c in ranges.index else "" for c in order],
+        _("media-mix ROAS"): [_mmm_words(mmm, c) for c in order],
+        _("CAC ({model})").format(model=model): ref.loc[order, "cac"].to_numpy() if "cac" in ref else None,
+    })
+    if "ltv_cac" in ref:
+        view[_("LTV:CAC ({model})").format(model=model)] = ref.loc[order, "ltv_cac"].to_numpy()
+    kinds = {_("cost"): "money", _("credited revenue ({model})").format(model=model): "money",
+             _("CAC ({model})").format(model=model): "money", _("LTV:CAC ({model})").format(model=model): "ratio"}
+    shown = report.show(view, kinds=kinds, currency=_currency(params), caption=_("ROI by channel"), max_rows=20)
+    if run_dir is None:
+        return shown
+    from IPython.display import HTML, display
+
+    display(shown)
+    # the page shows one row per channel; the download is every model x channel (and campaign) row
+    return HTML(_download_links(table.drop(columns=["convention"], errors="ignore"), "roi", run_dir,
+                                _("Every attribution model, channel and campaign")))
+
+
+def _download_links(full: pd.DataFrame, name: str, run_dir, label: str) -> str:
+    """Write ``full`` as ``run_dir/downloads/<name>.csv`` and ``.xlsx`` (formula cells neutralised) and return
+    the HTML line linking them (the page lives in ``run_dir``)."""
+    import html as _html
+
+    from crmlib import report
+    from crmlib.i18n import _
+
+    folder = Path(run_dir) / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    report.write_people_csv(full, folder / f"{name}.csv")
+    report._write_xlsx(full, folder / f"{name}.xlsx")  # the same writer report.show(download=...) uses
+    e = _html.escape
+    return (f"<p class='crm-download'>{e(label)} ({e(_('full table'))}): "
+            f"<a href='downloads/{e(name)}.csv' download>CSV</a> &middot; "
+            f"<a href='downloads/{e(name)}.xlsx' download>Excel</a></p>")
+
+
+def _mmm_words(mmm: pd.DataFrame | None, channel: str) -> str:
+    from crmlib.i18n import _
+    from crmlib.present import fmt_ratio
+
+    if mmm is None or channel not in mmm.index:
+        return ""
+    r = mmm.loc[channel]
+    if bool(r["identified"]):
+        return _("{roas} ({low} to {high})").format(roas=fmt_ratio(r["roas"]), low=fmt_ratio(r["roas_low"]),
+                                                   high=fmt_ratio(r["roas_high"]))
+    if str(r.get("reason", "")).startswith("not modelled"):
+        return _("not modelled")
+    return _("not identified")
+
+
+def campaign_roi(engine, params: dict, *, run_dir=None):
+    """The campaigns with the most cost (reference model), a few columns; every campaign row is a download."""
+    from crmlib import report
+    from crmlib.i18n import _
+
+    table = _read_table(engine, "roi")
+    if table is None:
+        return _absent(engine, "campaign ROI", "attribution", "journeys and attribution")
+    camp = table[table["level"] == "campaign"]
+    if camp.empty:
+        from IPython.display import Markdown
+
+        return Markdown(_("*The touches carry no campaign ids: no campaign ROI.*"))
+    model = REFERENCE_MODEL if REFERENCE_MODEL in set(camp["model"]) else str(camp["model"].iloc[0])
+    ref = camp[camp["model"] == model].sort_values("cost", ascending=False)
+    view = pd.DataFrame({_("campaign"): ref["campaign_id"], _("channel"): ref["channel"], _("cost"): ref["cost"],
+                         _("orders credited"): ref["conversions"], _("revenue credited"): ref["revenue"],
+                         _("ROAS"): ref["roas"], _("CAC"): ref.get("cac")})
+    raw = ref.drop(columns=["convention", *[c for c in view.columns if c in ref.columns]], errors="ignore")
+    full = pd.concat([view.reset_index(drop=True), raw.reset_index(drop=True)], axis=1)
+    return report.show(full, columns=list(view.columns), currency=_currency(params), max_rows=10,
+                       kinds={_("cost"): "money", _("orders credited"): "number", _("revenue credited"): "money",
+                              _("ROAS"): "ratio", _("CAC"): "money"},
+                       caption=_("Campaigns with the most cost ({model} attribution)").format(model=model),
+                       download="roi_campaigns" if run_dir is not None else None, run_dir=run_dir)
+
+
+def disagreement_view(engine, params: dict):
+    """Each channel's share of credited revenue: lowest and highest over the models, and its rank range."""
+    from crmlib import report
+    from crmlib.i18n import _
+
+    d = _read_table(engine, "roi_disagreement")
+    if d is None:
+        return _absent(engine, "model disagreement", "attribution", "journeys and attribution")
+    view = pd.DataFrame({_("channel"): d["channel"], _("lowest share"): d["share_min"],
+                         _("highest share"): d["share_max"], _("spread"): d["share_spread"],
+                         _("ranks apart"): d["rank_range"]})
+    return report.show(view, kinds={_("lowest share"): "percent", _("highest share"): "percent",
+                                    _("spread"): "percent", _("ranks apart"): "count"},
+                       caption=_("Share of credited revenue over the attribution models"))
 
 
 def markov_charts(engine, params: dict):
-    """Markov removal effects and the channel transition matrix; returns the two axes."""
+    """Markov removal effects and the channel transition matrix (from ``roi_markov.json``) as one figure."""
     import matplotlib.pyplot as plt
 
+    from crmlib import report
+    from crmlib.i18n import _
     from crmlib.roi.plotting import plot_removal_effects, plot_transition_matrix
 
-    attribution = attribution_stage(engine, params)
-    if isinstance(attribution, Unavailable):
-        return _show(attribution)
-    if isinstance(attribution.markov, Unavailable):
-        return _show(attribution.markov)
-    if attribution.markov is None:
-        return _show(MissingInput("Markov model", "the Markov model was not fitted."))
-    _, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 1.3]})
-    plot_removal_effects(attribution.markov.removal_effects_, ax=left)
-    plot_transition_matrix(attribution.markov.transition_matrix_, ax=right)
+    m = _read_json(engine, "roi_markov")
+    if m is None:
+        return _show(_absent(engine, "Markov model", "Markov attribution", "attribution", "journeys and attribution"))
+    removal = pd.DataFrame(m["removal_effects"]).set_index("channel")
+    tm = m["transition_matrix"]
+    matrix = pd.DataFrame(tm["data"], index=tm["index"], columns=tm["columns"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 1.3]})
+    plot_removal_effects(removal, ax=left)
+    plot_transition_matrix(matrix, ax=right)
+    fig.tight_layout()
+    top = removal["conversions"].idxmax() if len(removal) else ""
+    report.figure(fig, title=_("Removing {channel} would lose the most conversions").format(channel=top),
+                  caption=_("Left: share of conversions lost if a channel were removed from every journey. Right: "
+                            "probability of moving from one step of a journey to the next."),
+                  alt=_("Markov removal effects by channel and the transition matrix between channels."))
     return left, right
 
 
 def mmm_table(engine, params: dict) -> pd.DataFrame | Unavailable:
     """The media-mix summary per channel (``identified`` false: the data cannot pin the channel down)."""
-    model = mmm_stage(engine, params)
-    if isinstance(model, Unavailable):
-        return model
-    s = model.summary_
+    s = _read_table(engine, "mmm")
+    if s is None:
+        return _absent(engine, "media-mix model")
     reason = s["reason"].astype(str)
     says_itself = s["identified"] | reason.str.startswith("not modelled")
     verdict = reason.where(says_itself, "not identified by this data: " + reason)
@@ -510,34 +780,119 @@ def mmm_table(engine, params: dict) -> pd.DataFrame | Unavailable:
     return s[[c for c in cols if c in s.columns]].assign(verdict=verdict)
 
 
+def mmm_view(engine, params: dict):
+    """The media-mix model per channel in words: spend, incremental ROAS with its interval, or why not."""
+    from crmlib import report
+    from crmlib.i18n import _
+
+    t = mmm_table(engine, params)
+    if isinstance(t, Unavailable):
+        return t
+    mmm = t.set_index("channel")
+    view = pd.DataFrame({_("channel"): t["channel"], _("spend"): t["spend"],
+                         _("incremental ROAS (interval)"): [_mmm_words(_read_table(engine, "mmm").set_index("channel"), c)
+                                                            for c in t["channel"]],
+                         _("why"): mmm["verdict"].to_numpy()})
+    return report.show(view, kinds={_("spend"): "money"}, currency=_currency(params),
+                       caption=_("Media-mix model"))
+
+
 def response_curves_chart(engine, params: dict):
     """Response curves of the media-mix model with bootstrap bands (unidentified channels dashed)."""
+    from crmlib import report
+    from crmlib.i18n import _
     from crmlib.roi.plotting import plot_response_curves
 
-    model = mmm_stage(engine, params)
-    if isinstance(model, Unavailable):
-        return _show(model)
-    identified = model.summary_.set_index("channel")["identified"]
-    return plot_response_curves(model.response_curves(), identified=identified)
+    curves = _read_table(engine, "roi_response_curves")
+    mmm = _read_table(engine, "mmm")
+    if curves is None or mmm is None:
+        return _show(_absent(engine, "response curves", "media-mix model"))
+    identified = mmm.set_index("channel")["identified"]
+    ax = plot_response_curves(curves, identified=identified)
+    ax.set_title("")
+    n = int(identified.sum())
+    report.figure(ax, title=(_("{n} channel(s) have a response curve the data can pin down").format(n=n) if n else
+                             _("No channel's response curve is pinned down by this data")),
+                  caption=_("Predicted weekly revenue at each weekly spend (steady state), with bootstrap bands; the dot "
+                            "is current spend; dashed lines are channels the data cannot identify."),
+                  alt=_("Media-mix response curves for {names}").format(names=", ".join(map(str, curves["channel"].unique()))))
+    return ax
 
 
 def budget_table(engine, params: dict) -> pd.DataFrame | Unavailable:
-    """The proposed weekly reallocation per channel, never beyond the bounds."""
-    result = budget_stage(engine, params)
-    return result if isinstance(result, Unavailable) else result.table
+    """The proposed weekly reallocation per channel, never beyond the bounds (``roi_budget``)."""
+    t = _read_table(engine, "roi_budget")
+    return _absent(engine, "budget reallocation") if t is None else t
+
+
+def budget_view(engine, params: dict):
+    """The proposed weekly reallocation in a few columns."""
+    from crmlib import report
+    from crmlib.i18n import _
+
+    t = budget_table(engine, params)
+    if isinstance(t, Unavailable):
+        return t
+    view = pd.DataFrame({_("channel"): t["channel"], _("weekly spend now"): t["current"],
+                         _("proposed"): t["proposed"], _("change"): t["change_pct"],
+                         _("lowest allowed"): t["lower"], _("highest allowed"): t["upper"],
+                         _("identified"): [_("yes") if b else _("no") for b in t["identified"].astype(bool)]})
+    return report.show(view, kinds={_("weekly spend now"): "money", _("proposed"): "money", _("change"): "percent",
+                                    _("lowest allowed"): "money", _("highest allowed"): "money"},
+                       currency=_currency(params), caption=_("Budget reallocation (weekly)"))
 
 
 def budget_caveats(engine, params: dict):
     """The reallocation's predicted gain, its interval and its caveats, in plain words (Markdown)."""
     from IPython.display import Markdown
 
+    from crmlib.i18n import _
+    from crmlib.present import fmt_money, fmt_percent
     from crmlib.report import escape_markdown
 
-    result = budget_stage(engine, params)
-    if isinstance(result, Unavailable):
-        return result
-    lines = [f"**Predicted change in weekly revenue:** {result.gain:,.0f} "
-             f"({result.ci_level:.0%} interval {result.gain_low:,.0f} to {result.gain_high:,.0f}) "
-             f"for the same weekly budget of {result.total_budget:,.0f}.", "", f"*Method:* {escape_markdown(result.method)}", ""]
-    lines += [f"- {escape_markdown(c)}" for c in result.caveats]  # caveats name channels: data
+    b = _read_json(engine, "roi_budget_summary")
+    if b is None:
+        return _absent(engine, "budget reallocation")
+    cur = _currency(params)
+    head = _("Predicted change in weekly revenue: {gain} ({level} interval {low} to {high}) for the same weekly "
+             "budget of {budget}.").format(gain=fmt_money(b["gain"], cur), level=fmt_percent(b["ci_level"]),
+                                           low=fmt_money(b["gain_low"], cur), high=fmt_money(b["gain_high"], cur),
+                                           budget=fmt_money(b["total_budget"], cur))
+    lines = [f"**{escape_markdown(head)}**", ""]
+    lines += [f"- {escape_markdown(c)}" for c in b["caveats"]]  # caveats name channels: data
     return Markdown("\n".join(lines))
+
+
+def method_notes(engine, params: dict):
+    """"How this was computed": one note per attribution model and per model step, not one per row."""
+    from IPython.display import Markdown
+
+    from crmlib.i18n import _
+    from crmlib.report import escape_markdown
+
+    e = escape_markdown
+    lines = []
+    roi = _read_table(engine, "roi")
+    if roi is not None and "convention" in roi:
+        for model, notes in roi.groupby("model", sort=False)["convention"]:
+            lines.append(f"- **{e(model)}**: {e('; '.join(dict.fromkeys(map(str, notes.dropna()))))}")
+    j = _read_json(engine, "roi_journeys")
+    if j is not None:
+        conv = "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in j["conventions"].items() if v is not None)
+        lines.append(f"- **{e(_('journeys'))}**: {e(conv)}")
+    m = _read_json(engine, "roi_markov")
+    if m is not None:
+        lines.append(f"- **{e(_('Markov removal effects'))}**: {e(m['convention'])}")
+    mmm = _read_table(engine, "mmm")
+    if mmm is not None and "method" in mmm and len(mmm):
+        lines.append(f"- **{e(_('media-mix model'))}**: {e(mmm['method'].iloc[0])}")
+    b = _read_json(engine, "roi_budget_summary")
+    if b is not None:
+        lines.append(f"- **{e(_('budget reallocation'))}**: {e(b['method'])}")
+    s = _read_json(engine, "roi_summary")
+    if s is not None:
+        lines.append(f"- **{e(_('blended ROAS and CAC'))}**: " + e(_(
+            "credited revenue and cost of the {model} model summed over channels; CAC = cost / new customers "
+            "credited").format(model=s["reference_model"])))
+        lines += [f"- **{e(_('data note'))}**: {e(n)}" for n in s.get("notes", [])]
+    return Markdown("\n".join(lines) if lines else _("*No method notes: nothing was computed.*"))

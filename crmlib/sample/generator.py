@@ -26,6 +26,10 @@ Conventions used in the files (the ingest stage must parse them; read every colu
   ``experiments.csv`` (``is_control`` true / false) and ``surveys.tsv`` use ``2025-03-14 18:22:05``;
   ``marketing_spend.csv`` ``date`` ``2025-03-14``.
 - all times are naive local time (Asia/Shanghai) except ``created_at``.
+- Chinese text outside ``store_cards``: order channels ``web`` / ``手机App`` / ``小程序`` in
+  ``eshop_orders.csv``; the owned channels ``短信`` (SMS) and ``微信`` (WeChat) and some campaign ids
+  (``百度_品牌词``, ``小红书_春季种草_2025``, ``EM_双11_2025``, ...) in ``touchpoints.csv`` and
+  ``marketing_spend.csv``, so the reports show Chinese labels.
 """
 
 from __future__ import annotations
@@ -110,24 +114,27 @@ CHANNELS: dict[str, dict] = {
                   "q_max": 0.35, "spend_per_customer_day": 0.02, "flights": _ALWAYS_ON, "cpm": 15.0,
                   "ctr": 0.020, "utm": ("smzdm", "affiliate")},
     "email": {"paid": False, "p": 0.05, "q": 0.30, "cost_per_send": 0.01, "utm": ("edm", "email")},
-    "sms": {"paid": False, "p": 0.03, "q": 0.20, "cost_per_send": 0.05, "utm": ("sms", "sms")},
-    "push": {"paid": False, "p": 0.02, "q": 0.25, "cost_per_send": 0.0, "utm": ("app", "push")},
+    # the owned messaging channels carry Chinese names, as a Chinese brand's exports do: 短信 (SMS) and
+    # 微信 (WeChat service-account template messages, free to send)
+    "短信": {"paid": False, "p": 0.03, "q": 0.20, "cost_per_send": 0.05, "utm": ("sms", "sms")},
+    "微信": {"paid": False, "p": 0.02, "q": 0.25, "cost_per_send": 0.0, "utm": ("wechat", "push")},
 }
-# campaign_id -> (channel, first day, last day or None = always on, weight)
+# campaign_id -> (channel, first day, last day or None = always on, weight); some ids are Chinese, as
+# campaign names typed into ad platforms are
 CAMPAIGNS: dict[str, tuple[str, str, str | None, float]] = {
-    "PS_BRAND": ("paid_search", WINDOW_START, None, 1.0),
-    "PS_GENERIC": ("paid_search", WINDOW_START, None, 1.5),
+    "百度_品牌词": ("paid_search", WINDOW_START, None, 1.0),
+    "百度_通用词": ("paid_search", WINDOW_START, None, 1.5),
     "SOC_DOUYIN": ("social", WINDOW_START, None, 1.0),
-    "SOC_XHS_SPRING25": ("social", "2025-03-01", "2025-05-31", 1.5),
+    "小红书_春季种草_2025": ("social", "2025-03-01", "2025-05-31", 1.5),
     "DSP_RETARGET": ("display", WINDOW_START, None, 1.0),
     "AFF_CPS": ("affiliate", WINDOW_START, None, 1.0),
     "EM_NEWSLETTER": ("email", WINDOW_START, None, 1.0),
     "EM_618_2025": ("email", "2025-06-01", "2025-06-18", 3.0),
-    "EM_1111_2025": ("email", "2025-11-01", "2025-11-11", 3.0),
+    "EM_双11_2025": ("email", "2025-11-01", "2025-11-11", 3.0),
     "EM_520_2026": ("email", "2026-05-11", "2026-05-31", 0.0),  # holdout experiment only
-    "SMS_CRM": ("sms", WINDOW_START, None, 1.0),
-    "SMS_1111_2025": ("sms", "2025-11-01", "2025-11-11", 2.0),
-    "PUSH_APP": ("push", WINDOW_START, None, 1.0),
+    "短信_会员关怀": ("短信", WINDOW_START, None, 1.0),
+    "短信_双11_2025": ("短信", "2025-11-01", "2025-11-11", 2.0),
+    "微信_服务号推送": ("微信", WINDOW_START, None, 1.0),
 }
 JOURNEYS_PER_ESHOP_CUSTOMER_DAY = 0.01
 PROMO_SPEND_BOOST = 1.0  # paid spend x (1 + this) during the 618 and 11.11 promotions
@@ -850,7 +857,7 @@ def _touch_details(t_c: np.ndarray, t_ts: np.ndarray, ch_names: list[str], n_day
             cost[idx] = np.round(0.5 * rng.lognormal(0, 0.2, len(idx)), 2)
         elif ch == "email":
             ttype[idx] = np.select([r < 0.5, r < 0.85], [_TT["send"], _TT["open"]], _TT["click"])
-        elif ch == "sms":
+        elif ch == "短信":
             ttype[idx] = _TT["send"]
             cost[idx] = 0.05
         else:
@@ -1517,7 +1524,7 @@ def _write_truth(truth_dir: Path, n: int, seed: int, people: dict, rec: dict, pu
         else:
             entry.update({"reach_share_per_journey": c["q"], "cost_per_send": c["cost_per_send"]})
         channels["channels"][ch] = entry
-    (truth_dir / "channels.json").write_text(json.dumps(channels, indent=2, ensure_ascii=False))
+    (truth_dir / "channels.json").write_text(json.dumps(channels, indent=2, ensure_ascii=False), encoding="utf-8")
 
     week = mk["j_day"] // 7
     n_weeks = mk["n_days"] // 7 + 1
@@ -1566,7 +1573,7 @@ def _write_truth(truth_dir: Path, n: int, seed: int, people: dict, rec: dict, pu
         "experiments": EXPERIMENTS,
         "source_files": SOURCE_FILES,
     }
-    (truth_dir / "params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False))
+    (truth_dir / "params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False), encoding="utf-8")
     (truth_dir / "README.md").write_text(TRUTH_README)
 
 
@@ -1656,7 +1663,7 @@ def generate_sample(out_dir: Path, customers: int = 5000, seed: int = 42) -> Sam
     acct = np.where(use2, e2, rec["eshop_of"][o_person]).astype(np.int32)
     del e2, use2
     device_pref = rng.choice(3, n, p=[0.35, 0.45, 0.2])
-    sales_ch = np.array(["web", "app", "mini_program"], dtype=object)
+    sales_ch = np.array(["web", "手机App", "小程序"], dtype=object)  # site, app, WeChat mini-program
     n_stores = 60
     home_store = rng.integers(0, n_stores, n)
 

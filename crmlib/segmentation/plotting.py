@@ -9,6 +9,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from crmlib.params import schema_default
+from crmlib.plotting import color_for
 from crmlib.segmentation.rfm import SEGMENTS, rf_grid
 
 __all__ = [
@@ -84,7 +85,9 @@ def plot_clv_by_segment(
         set(clv[segment_col].dropna()) - set(SEGMENTS), key=str
     )
     data = [clv.loc[clv[segment_col] == s, "clv"].to_numpy(float) for s in order]
-    ax.boxplot(data, showfliers=False, whis=(5, 95))
+    boxes = ax.boxplot(data, showfliers=False, whis=(5, 95), patch_artist=True)
+    for patch, segment in zip(boxes["boxes"], order):
+        patch.set(facecolor=color_for(segment, "segment"), alpha=0.8)
     ax.set_xticks(range(1, len(order) + 1), order, rotation=30, ha="right")
     unit = UNIT_WORDS.get(time_unit, time_unit)
     h = f"{horizon:g} {unit}" if horizon is not None else unit
@@ -195,13 +198,20 @@ def plot_segment_shares(segments: pd.DataFrame, as_of: str | None = None, ax: Ax
     """Share of customers vs share of net revenue per RFM segment (the :func:`segment_table` frame)."""
     ax = _ax(ax, (8, 4.5))
     y = np.arange(len(segments))
-    ax.barh(y - 0.2, segments["share_customers"], height=0.4, label="share of customers")
-    ax.barh(y + 0.2, segments["share_revenue"], height=0.4, label="share of net revenue")
+    # each segment in its own colour on every page; revenue hatched so the two bars stay apart
+    colours = [color_for(s, "segment") for s in segments["segment"]]
+    ax.barh(y - 0.2, segments["share_customers"], height=0.4, color=colours, label="share of customers")
+    ax.barh(y + 0.2, segments["share_revenue"], height=0.4, color=colours, alpha=0.55, hatch="//",
+            edgecolor="white", label="share of net revenue")
     ax.set_yticks(y, list(segments["segment"]))
     ax.invert_yaxis()
     ax.set_xlabel("share")
     ax.set_title("RFM segments" + (f" (as of {as_of})" if as_of else ""))
-    ax.legend(loc="lower right")
+    from matplotlib.patches import Patch  # neutral legend keys: the bars carry the segment colours
+
+    ax.legend(handles=[Patch(facecolor="#777777", label="share of customers"),
+                       Patch(facecolor="#777777", alpha=0.55, hatch="//", edgecolor="white",
+                             label="share of net revenue")], loc="lower right")
     return ax
 
 

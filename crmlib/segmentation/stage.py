@@ -147,8 +147,10 @@ def _rfm(engine, params: dict) -> pd.DataFrame:
 
 
 def segments_stage(engine, params: dict) -> pd.DataFrame:
-    """Segment table (size, shares of customers and revenue, mean R/F/M) from ``rfm.parquet``."""
+    """Segment table (size, shares of customers and revenue, mean R/F/M) from ``rfm.parquet``; writes
+    ``tables/segments.parquet`` (the report and its findings read it)."""
     table = segment_table(_rfm(engine, params))
+    engine.write_table("segments", table)
     table.attrs["as_of"] = resolve_as_of(engine, params)
     return table
 
@@ -213,6 +215,10 @@ class CLVStageResult:
             f"CLVStageResult(customers={len(self.table):,}, {self.bgnbd!r}, {self.gamma_gamma!r}, "
             f"evaluation={self.evaluation!r})"
         )
+
+    def _repr_html_(self) -> str:
+        # a report cell that ends with the result shows a sentence, never the Python repr
+        return clv_overview(self).data
 
 
 def clv_stage(engine, params: dict) -> CLVStageResult | Unavailable:
@@ -345,6 +351,7 @@ def clv_by_segment(engine, params: dict) -> pd.DataFrame | Unavailable:
     """
     clv = _clv(engine, params)
     if isinstance(clv, Unavailable):
+        _remove_tables(engine, "clv_segments")
         return Unavailable("CLV by segment", clv.reason)
     merged = clv.merge(_rfm(engine, params)[["customer_key", "segment"]], on="customer_key", how="left")
     merged["segment"] = merged["segment"].fillna("unsegmented")
@@ -359,23 +366,42 @@ def clv_by_segment(engine, params: dict) -> pd.DataFrame | Unavailable:
         # a sum over nothing is 0, which would read as "worth nothing"
         summary["total_clv"] = float("nan")
     merged.attrs["summary"] = summary.reset_index()
+    engine.write_table("clv_segments", merged.attrs["summary"])
     return merged
 
 
 def churn_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
     """Churn-warning list (high/medium risk, most valuable first) from ``clv.parquet``.
 
+    Writes the list to ``run_dir/audiences/churn_warning.parquet`` and ``.csv`` (for the CRM team and
+    marketing tools; formula cells neutralised) and the per-tier counts to ``tables/churn_tiers.parquet``
+    (customers, revenue, CLV, mean P(alive) and the rule of each tier; the report shows these counts).
     ``attrs["tier_counts"]`` holds the customer count per risk tier. The tiers come from the BG/NBD
-    P(alive): without that model the reason is recorded and returned.
+    P(alive): without that model the reason is recorded and returned, and no tier table is written.
     """
     cfg = segmentation_settings(params)
     clv = _clv(engine, params)
     if isinstance(clv, Unavailable):
+        _remove_tables(engine, "churn_tiers")
         reason = ("churn risk tiers come from P(alive) of the BG/NBD purchase model, which is not available: "
                   f"{clv.reason}")
         record_warning(engine, STAGE, "churn risk tiers", reason)
         return Unavailable("churn risk tiers", reason)
     warn = churn_warning_list(clv, top=cfg["warning_top"], value_col="revenue")
+    out_dir = engine.run_dir / "audiences"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    warn.to_parquet(out_dir / "churn_warning.parquet", index=False)
+    write_people_csv(warn, out_dir / "churn_warning.csv")  # for marketing tools; formula cells neutralised
+    table = clv.groupby("churn_risk").agg(customers=("customer_key", "size"), revenue=("revenue", "sum"),
+                                          clv=("clv", "sum"), mean_p_alive=("p_alive", "mean"))
+    table = table.reindex(["high", "medium", "low"]).fillna(0).reset_index()
+    if clv["clv"].isna().all():
+        table["clv"] = float("nan")  # not computed, rather than worth 0
+    bounds = cfg["churn_thresholds"]
+    table["rule"] = [f"P(alive) < {bounds['high']}", f"{bounds['high']} <= P(alive) < {bounds['medium']}",
+                     f"P(alive) >= {bounds['medium']}"]
+    table["warning_list_customers"] = len(warn)
+    engine.write_table("churn_tiers", table)
     warn.attrs["tier_counts"] = (
         clv["churn_risk"].value_counts().reindex(["high", "medium", "low"], fill_value=0).to_dict()
     )
@@ -408,6 +434,7 @@ def surveys_stage(engine, params: dict, segment_col: str = "segment") -> dict[st
     """
     if not engine.has_table("surveys"):
         return None
+    _remove_tables(engine, "nps_by_segment", "csat_by_segment")
     surveys = engine.to_pandas(engine.table("surveys"))
     segments = _rfm(engine, params)[["customer_key", segment_col]]
     as_of = resolve_as_of(engine, params)
@@ -417,6 +444,8 @@ def surveys_stage(engine, params: dict, segment_col: str = "segment") -> dict[st
         answers = surveys if column in surveys.columns else surveys.assign(**{column: float("nan")})
         out[name] = guard(engine, STAGE, step,
                           lambda c=compute, a=answers: c(a, segments, as_of=as_of, segment_col=segment_col))
+        if isinstance(out[name], pd.DataFrame):
+            engine.write_table(f"{name}_by_segment", out[name])
     return out
 
 
@@ -456,30 +485,16 @@ def _show(unavailable: Unavailable) -> Unavailable:
 
 
 def churn_tiers(engine, params: dict) -> pd.DataFrame | Unavailable:
-    """Customers, revenue and mean P(alive) per churn-risk tier; writes the warning list as an audience file.
+    """Customers, revenue, CLV and mean P(alive) per churn-risk tier, read from ``tables/churn_tiers.parquet``.
 
-    The churn-warning list itself (customer keys, most valuable first) is written to
-    ``run_dir/audiences/churn_warning.parquet`` for the CRM team; the report shows only counts.
+    :func:`churn_stage` writes that table (and the churn-warning audience files); this view only reads
+    it, running the stage first when it has not run on this engine yet.
     """
-    cfg = segmentation_settings(params)
-    warn = churn_stage(engine, params)
-    if isinstance(warn, Unavailable):
-        return warn
-    out_dir = engine.run_dir / "audiences"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    warn.to_parquet(out_dir / "churn_warning.parquet", index=False)
-    write_people_csv(warn, out_dir / "churn_warning.csv")  # for marketing tools; formula cells neutralised
-    clv = _clv(engine, params)
-    table = clv.groupby("churn_risk").agg(customers=("customer_key", "size"), revenue=("revenue", "sum"),
-                                          clv=("clv", "sum"), mean_p_alive=("p_alive", "mean"))
-    table = table.reindex(["high", "medium", "low"]).fillna(0).reset_index()
-    if clv["clv"].isna().all():
-        table["clv"] = float("nan")  # not computed, rather than worth 0
-    bounds = cfg["churn_thresholds"]
-    table["rule"] = [f"P(alive) < {bounds['high']}", f"{bounds['high']} <= P(alive) < {bounds['medium']}",
-                     f"P(alive) >= {bounds['medium']}"]
-    table.attrs["warning_list"] = f"{len(warn):,} customers in audiences/churn_warning.parquet"
-    return table
+    if not engine.has_table("churn_tiers"):
+        warn = churn_stage(engine, params)
+        if isinstance(warn, Unavailable):
+            return warn
+    return engine.to_pandas(engine.table("churn_tiers"))
 
 
 def k_scan_chart(clusters: ClusterResult | Unavailable):
@@ -571,3 +586,303 @@ def migration_chart(matrix: pd.DataFrame | Unavailable, ax=None):
     ax.grid(False)
     ax.set_title("Loyalty tier migration (12-month net spend)")
     return ax
+
+
+# -- page views: the tables and sentences the report shows (they read, format and display; never write) --
+def _labelled(df: pd.DataFrame, labels: dict[str, str], kinds: dict[str, str]) -> tuple[pd.DataFrame, dict, list]:
+    """``df`` restricted to ``labels``' columns, renamed to their plain-words headers, with the kinds re-keyed."""
+    cols = [c for c in labels if c in df.columns]
+    out = df[cols].rename(columns=labels)
+    return out, {labels[c]: k for c, k in kinds.items() if c in cols}, [labels[c] for c in cols]
+
+
+def segments_view(segments: pd.DataFrame, *, currency: str | None = None, run_dir=None):
+    """The RFM segments, largest revenue first: customers, shares, revenue and mean R/F/M, full table as download."""
+    from crmlib.i18n import _
+    from crmlib.report import show
+
+    labels = {"segment": _("segment"), "customers": _("customers"), "share_customers": _("share of customers"),
+              "revenue": _("net revenue"), "share_revenue": _("share of revenue"),
+              "mean_recency_days": _("days since last purchase (mean)"),
+              "mean_frequency": _("purchase days (mean)"), "mean_monetary": _("revenue per customer (mean)")}
+    kinds = {"customers": "count", "share_customers": "percent", "revenue": "money", "share_revenue": "percent",
+             "mean_recency_days": "number", "mean_frequency": "number", "mean_monetary": "money"}
+    frame, kinds, cols = _labelled(segments.sort_values("revenue", ascending=False), labels, kinds)
+    return show(frame, kinds=kinds, currency=currency, columns=cols, max_rows=10,
+                caption=_("RFM segments, largest revenue first"), download="segments" if run_dir else None,
+                run_dir=run_dir)
+
+
+def clusters_view(clusters: ClusterResult | Unavailable, *, currency: str | None = None, run_dir=None):
+    """One sentence on how many clusters and how k was chosen, and the profile table; or why not computed."""
+    import html
+
+    from IPython.display import HTML, display
+
+    from crmlib.i18n import _
+    from crmlib.present import fmt_count
+    from crmlib.report import show
+
+    if isinstance(clusters, Unavailable):
+        return _show(clusters)
+    display(HTML("<p>" + html.escape(_("{k} clusters of {n} customers; k was chosen by {how}.").format(
+        k=clusters.k, n=fmt_count(clusters.labels.size),
+        how={"best silhouette": _("the best silhouette score"),
+             "parameter": _("the parameter segmentation.clusters.k")}.get(clusters.chosen_by, clusters.chosen_by))) + "</p>"))
+    labels = {"cluster": _("cluster"), "profile": _("profile"), "customers": _("customers"),
+              "share_customers": _("share of customers"), "mean_recency_days": _("days since last purchase (mean)"),
+              "mean_frequency": _("purchase days (mean)"), "mean_monetary": _("revenue per customer (mean)")}
+    kinds = {"customers": "count", "share_customers": "percent", "mean_recency_days": "number",
+             "mean_frequency": "number", "mean_monetary": "money"}
+    frame, kinds, cols = _labelled(clusters.profiles, labels, kinds)
+    return show(frame, kinds=kinds, currency=currency, columns=cols, caption=_("Cluster profiles"),
+                download="cluster_profiles" if run_dir else None, run_dir=run_dir)
+
+
+def clv_overview(result: CLVStageResult | Unavailable):
+    """Two plain sentences on the fitted models (customers, convergence), or why CLV was not computed."""
+    import html
+
+    from IPython.display import HTML
+
+    from crmlib.i18n import _
+    from crmlib.present import fmt_count, fmt_number
+
+    if isinstance(result, Unavailable):
+        return result
+    m = result.model_json
+    bg = m["bgnbd"]
+    text = _("The purchase model (BG/NBD) was fitted on {n} customers up to {end} and {converged}.").format(
+        n=fmt_count(bg["n_customers"]), end=m["calibration_end"],
+        converged=_("converged") if bg["converged"] else _("did not converge: treat its numbers with care"))
+    gg = m["gamma_gamma"]
+    if gg.get("fitted", True) and "n_customers" in gg:
+        text += " " + _("The spend model (Gamma-Gamma) used the {n} repeat buyers ({skipped} one-time buyers "
+                        "left out); the correlation of purchase count and spend is {corr} (near zero is what the "
+                        "model assumes).").format(n=fmt_count(gg["n_customers"]), skipped=fmt_count(gg["n_skipped"]),
+                                                  corr=fmt_number(gg["frequency_monetary_correlation"]))
+    return HTML(f"<p>{html.escape(text)}</p>")
+
+
+def clv_parameters_view(result: CLVStageResult | Unavailable, model: str = "bgnbd"):
+    """The fitted coefficients with 95 % intervals (for the method notes), or why the model is missing."""
+    from crmlib.i18n import _
+    from crmlib.report import show
+
+    table = clv_parameters(result, model)
+    if isinstance(table, Unavailable):
+        return table
+    labels = {"param": _("parameter"), "coef": _("estimate"), "se(coef)": _("standard error"),
+              "lower 95% bound": _("95% interval, low"), "upper 95% bound": _("95% interval, high")}
+    kinds = {c: "number" for c in ("coef", "se(coef)", "lower 95% bound", "upper 95% bound")}
+    frame, kinds, cols = _labelled(table, labels, kinds)
+    caption = _("BG/NBD purchase model") if model == "bgnbd" else _("Gamma-Gamma spend model")
+    return show(frame, kinds=kinds, columns=cols, caption=caption)
+
+
+def clv_segments_view(clv_segments: pd.DataFrame | Unavailable, *, currency: str | None = None, run_dir=None):
+    """Per segment: customers, total, mean and median CLV and mean P(alive), highest total first."""
+    from crmlib.i18n import _
+    from crmlib.report import show
+
+    summary = clv_segment_summary(clv_segments)
+    if isinstance(summary, Unavailable):
+        return summary
+    labels = {"segment": _("segment"), "customers": _("customers"), "total_clv": _("total CLV"),
+              "mean_clv": _("mean CLV"), "median_clv": _("median CLV"), "mean_p_alive": _("still active (mean P(alive))")}
+    kinds = {"customers": "count", "total_clv": "money", "mean_clv": "money", "median_clv": "money",
+             "mean_p_alive": "percent"}
+    frame, kinds, cols = _labelled(summary.sort_values("total_clv", ascending=False), labels, kinds)
+    return show(frame, kinds=kinds, currency=currency, columns=cols, caption=_("Customer lifetime value by segment"),
+                download="clv_by_segment" if run_dir else None, run_dir=run_dir)
+
+
+def churn_tiers_view(engine, params: dict, *, run_dir=None):
+    """Customers, revenue, CLV and mean P(alive) per churn-risk tier, with the rule of each tier."""
+    from crmlib.i18n import _
+    from crmlib.report import show
+
+    table = churn_tiers(engine, params)
+    if isinstance(table, Unavailable):
+        return table
+    labels = {"churn_risk": _("churn risk"), "rule": _("rule"), "customers": _("customers"),
+              "revenue": _("past net revenue"), "clv": _("expected CLV"), "mean_p_alive": _("still active (mean P(alive))")}
+    kinds = {"customers": "count", "revenue": "money", "clv": "money", "mean_p_alive": "percent"}
+    frame, kinds, cols = _labelled(table, labels, kinds)
+    return show(frame, kinds=kinds, currency=params["run"]["currency"], columns=cols,
+                caption=_("Churn risk tiers"), download="churn_tiers" if run_dir else None, run_dir=run_dir)
+
+
+def survey_view(surveys: dict | None, name: str = "nps", *, run_dir=None):
+    """NPS (as -100..100) or CSAT per segment with 95 % intervals; or why not computed / no survey data."""
+    from IPython.display import Markdown
+
+    from crmlib.i18n import _
+    from crmlib.report import escape_markdown, show
+
+    if surveys is None:
+        return Markdown(escape_markdown(_("This run has no survey data.")))
+    table = surveys.get(name)
+    if isinstance(table, Unavailable) or table is None:
+        return table
+    table = table.copy()
+    if name == "nps":
+        for col in ("nps", "ci_low", "ci_high"):  # NPS is read on its usual -100..100 scale
+            table[col] = table[col] * 100
+        value_kinds = {"nps": "number", "ci_low": "number", "ci_high": "number", "promoters": "percent",
+                       "detractors": "percent"}
+        labels = {"segment": _("segment"), "n": _("answers"), "nps": _("NPS"), "ci_low": _("95% interval, low"),
+                  "ci_high": _("95% interval, high"), "promoters": _("promoters"), "detractors": _("detractors")}
+        caption = _("NPS by segment (-100 to 100)")
+    else:
+        value_cols = [c for c in table.columns if c not in ("segment", "n") and pd.api.types.is_numeric_dtype(table[c])]
+        value_kinds = {c: "percent" if c.startswith("share") else "number" for c in value_cols}
+        labels = {"segment": _("segment"), "n": _("answers"), **{c: _(c.replace("_", " ")) for c in value_cols}}
+        caption = _("CSAT by segment")
+    frame, kinds, cols = _labelled(table, labels, {"n": "count", **value_kinds})
+    return show(frame, kinds=kinds, columns=cols[:8], caption=caption,
+                download=f"{name}_by_segment" if run_dir else None, run_dir=run_dir)
+
+
+def audiences_view(summary: pd.DataFrame, *, run_dir=None):
+    """The audience files: list, customers, excluded for no consent, written (the file is under audiences/)."""
+    from crmlib.i18n import _
+    from crmlib.report import show
+
+    labels = {"path": _("file"), "kind": _("list of"), "value": _("value"), "customers": _("customers"),
+              "excluded_no_consent": _("left out: no marketing consent"), "written": _("in the file")}
+    kinds = {"customers": "count", "excluded_no_consent": "count", "written": "count"}
+    table = summary.assign(path=summary["path"].astype(str).str.replace(".parquet", ".csv", regex=False))
+    frame, kinds, cols = _labelled(table, labels, kinds)
+    return show(frame, kinds=kinds, columns=cols, max_rows=20, caption=_("Audience files"),
+                download="audiences" if run_dir else None, run_dir=run_dir)
+
+
+# -- charts with their takeaway (title), caption and alt text --------------------------------------------
+def _figure(chart, *, title: str, caption: str, alt: str) -> None:
+    """Show ``chart`` through :func:`crmlib.report.figure`; an Unavailable or a note (already shown or
+    returned by the chart view) is displayed as it is."""
+    from IPython.display import display
+    from matplotlib.axes import Axes
+
+    from crmlib.report import figure
+
+    if chart is None or isinstance(chart, Unavailable):
+        return None
+    if not isinstance(chart, Axes) and not hasattr(chart, "figure") and not hasattr(chart, "savefig"):
+        display(chart)  # a Markdown note (no holdout period set)
+        return None
+    if isinstance(chart, Axes):
+        chart.set_title("")  # the figure's title states the takeaway
+    figure(chart, title=title, caption=caption, alt=alt)
+    return None
+
+
+def segment_shares_figure(segments: pd.DataFrame) -> None:
+    """Share of customers vs share of revenue per segment, titled with the segment that holds the most revenue."""
+    from crmlib.i18n import _
+    from crmlib.present import fmt_percent
+    from crmlib.segmentation.plotting import plot_segment_shares
+
+    top = segments.sort_values("revenue", ascending=False).iloc[0]
+    _figure(plot_segment_shares(segments),
+            title=_("{segment} hold {revenue} of revenue with {customers} of the customers").format(
+                segment=top["segment"], revenue=fmt_percent(top["share_revenue"]),
+                customers=fmt_percent(top["share_customers"])),
+            caption=_("Per RFM segment: share of customers (solid) and share of net revenue (hatched)."),
+            alt=_("Horizontal bar chart comparing each segment's share of customers with its share of revenue."))
+
+
+def rf_heatmap_figure(rfm: pd.DataFrame) -> None:
+    """Customers per (R, F) score cell, titled with the share who bought recently and often."""
+    from crmlib.i18n import _
+    from crmlib.present import fmt_percent
+    from crmlib.segmentation.plotting import plot_rf_heatmap
+
+    share = float(((rfm["r_score"] >= 4) & (rfm["f_score"] >= 4)).mean()) if len(rfm) else float("nan")
+    _figure(plot_rf_heatmap(rfm),
+            title=_("{share} of customers bought both recently and often (R and F scores 4-5)").format(
+                share=fmt_percent(share)),
+            caption=_("Customers per recency score (rows, 5 = most recent, on top) and frequency score (columns)."),
+            alt=_("Heat map of customer counts by recency score and frequency score."))
+
+
+def k_scan_figure(clusters: ClusterResult | Unavailable) -> None:
+    """The k scan (inertia and silhouette) with the chosen k."""
+    from crmlib.i18n import _
+
+    chart = k_scan_chart(clusters)
+    if isinstance(clusters, Unavailable):
+        return None
+    _figure(chart, title=_("{k} clusters separate the customers best").format(k=clusters.k)
+            if clusters.chosen_by == "best silhouette" else _("{k} clusters, as set in the params").format(k=clusters.k),
+            caption=_("Inertia (lower is tighter) and silhouette (higher is better separated) for each number of "
+                      "clusters tried; the chosen number is marked."),
+            alt=_("Line charts of inertia and silhouette score against the number of clusters."))
+
+
+def clv_matrix_figure(result: CLVStageResult | Unavailable, kind: str = "frequency_recency") -> None:
+    """Expected purchases or P(alive) by frequency and recency, with the model's reading as title."""
+    from crmlib.i18n import _
+
+    chart = clv_matrix_chart(result, kind)
+    if isinstance(result, Unavailable):
+        return None
+    if kind == "frequency_recency":
+        title = _("Customers who bought often and recently are expected to buy the most")
+        caption = _("Expected purchases over the next period by past purchase count and recency, for a customer "
+                    "observed for the whole calibration period (BG/NBD).")
+    else:
+        title = _("A frequent buyer who has not bought for a long time has probably gone")
+        caption = _("Probability that a customer is still active, by past purchase count and recency (BG/NBD).")
+    _figure(chart, title=title, caption=caption,
+            alt=_("Heat map over purchase count and recency; the colour gives the model's value."))
+
+
+def holdout_figure(result: CLVStageResult | Unavailable) -> None:
+    """Predicted vs actual repeat purchases in the holdout period, or why there is none."""
+    from crmlib.i18n import _
+
+    chart = holdout_chart(result)
+    if isinstance(result, Unavailable):
+        return result
+    _figure(chart, title=_("Predicted and actual repeat purchases after the calibration period"),
+            caption=_("Cumulative repeat purchases the purchase model predicted and those that happened."),
+            alt=_("Line chart of predicted and actual cumulative repeat purchases over time."))
+
+
+def clv_segment_figure(clv_segments: pd.DataFrame | Unavailable, result: CLVStageResult | Unavailable,
+                       currency: str | None = None) -> None:
+    """CLV distribution by segment, titled with the most valuable segment."""
+    from crmlib.i18n import _
+    from crmlib.present import fmt_money
+
+    chart = clv_segment_chart(clv_segments, result, currency=currency)
+    if isinstance(chart, Unavailable):
+        return None
+    summary = clv_segments.attrs["summary"].dropna(subset=["mean_clv"]).sort_values("mean_clv", ascending=False)
+    top = summary.iloc[0]
+    _figure(chart, title=_("Customers in {segment} are worth the most: {mean} each on average").format(
+                segment=top["segment"], mean=fmt_money(top["mean_clv"], currency)),
+            caption=_("Distribution of customer lifetime value per RFM segment over the model's horizon."),
+            alt=_("Box plots of customer lifetime value per segment."))
+
+
+def migration_figure(matrix: pd.DataFrame | Unavailable) -> None:
+    """The loyalty-tier migration heat map, titled with the share who stayed in their tier."""
+    import numpy as np
+
+    from crmlib.i18n import _
+    from crmlib.present import fmt_percent
+
+    chart = migration_chart(matrix)
+    if isinstance(matrix, Unavailable):
+        return None
+    same = [t for t in matrix.index if t in matrix.columns]
+    total = float(matrix.to_numpy(float).sum())
+    stayed = float(np.sum([matrix.loc[t, t] for t in same])) / total if total else float("nan")
+    _figure(chart, title=_("{share} of customers are in the same loyalty tier as a year ago").format(
+                share=fmt_percent(stayed)),
+            caption=_("Customers by loyalty tier a year before the as-of date (rows) and now (columns), by "
+                      "12-month net spend."),
+            alt=_("Heat map of customer counts moving between loyalty tiers."))

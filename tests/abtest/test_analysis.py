@@ -42,7 +42,7 @@ def test_contract_columns_srm_and_ship():
     a = analyze(stats, _ab(ab))
     assert list(a.results.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     v = a.verdicts.set_index("experiment_id")
-    assert v.loc["srm", "verdict"] == "blocked: SRM" and "SRM p=" in v.loc["srm", "reason"]
+    assert v.loc["srm", "verdict"] == "blocked: SRM" and "sample-ratio check p < 0.001" in v.loc["srm", "reason"]
     assert (a.results.loc[a.results.experiment_id == "srm", "verdict"] == "blocked: SRM").all()
     assert v.loc["win", "verdict"] == "ship" and v.loc["win", "variant"] == "treatment"
     # fixed-horizon p hidden until planned n is reached
@@ -75,7 +75,7 @@ def test_guardrail_failure_blocks_shipping_and_inconclusive_guardrail_holds_it()
     assert v["verdict"] == "do not ship" and "revenue" in v["reason"]
     ab = {"experiments": [{"id": "e", "guardrails": [{"metric": "orders", "margin": 0.01}]}]}
     v = analyze(stats, _ab(ab)).verdicts.iloc[0]
-    assert v["verdict"] == "inconclusive" and "not yet shown non-inferior" in v["reason"]
+    assert v["verdict"] == "inconclusive" and "not yet shown unharmed" in v["reason"]
 
 
 def test_families_holm_and_bh_within_experiment():

@@ -216,19 +216,30 @@ def test_sample_generator_planted_lifts_inside_always_valid_intervals(tmp_path):
     assert total == 15 and covered >= 13 and holdout_covered >= 4
 
 
-def test_any_cell_writes_the_contract_table_and_context_entry(tmp_path, synthetic_factory):
+def test_the_stage_call_writes_every_table_and_views_only_read(tmp_path, synthetic_factory):
+    """Compute once, present many: the stage call writes the tables; a view before it finds nothing written
+    (and says so), and no view writes a table."""
     from types import SimpleNamespace
 
-    from crmlib.abtest.stage import run_ab_tests
+    from crmlib.abtest.stage import TABLES, run_ab_tests
     from crmlib.engine import Engine
 
     run = tmp_path / "r"
     params = synthetic_factory(run)
     with Engine(run) as eng:
-        v = stage.verdict_table(eng, params)          # a verdict cell first: the table is still written
-        assert eng.has_table("ab_results") and len(v) == 3
+        with pytest.raises(RuntimeError, match="run the A/B stage call"):
+            stage.verdict_table(eng, params)
+        assert not any(eng.has_table(t) for t in TABLES)   # a view cell writes nothing
         a = run_ab_tests(SimpleNamespace(engine=eng, params=params))
+        assert all(eng.has_table(t) for t in TABLES)
         assert len(pd.read_parquet(eng.table_path("ab_results"))) == len(a.results)
+        stamps = {t: eng.table_path(t).stat().st_mtime_ns for t in TABLES}
+        v = stage.verdict_table(eng, params)
+        assert len(v) == 3 and {"next_step", "n_more_per_arm", "days_more"} <= set(v.columns)
+        for view in (stage.verdict_view, stage.srm_view, stage.guardrail_view, stage.power_view,
+                     stage.holdout_view, stage.method_notes):
+            view(eng, params)
+        assert stamps == {t: eng.table_path(t).stat().st_mtime_ns for t in TABLES}
 
 
 def test_one_bad_experiment_does_not_stop_the_others(tmp_path, synthetic_factory):

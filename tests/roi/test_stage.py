@@ -212,3 +212,29 @@ def test_clv_table_without_clv_values_gives_no_ltv(tmp_path):
     eng.write_table("clv", pd.DataFrame({"customer_key": keys, "p_alive": 0.5, "clv": np.nan}))
     roi = stage.roi_stage(eng, NO_MMM)
     assert "ltv" not in roi.columns and "ltv_cac" not in roi.columns
+
+
+def test_run_roi_writes_every_table_once_and_the_views_only_read(tmp_path):
+    """Compute once, present many: the stage call writes the tables; the report views change none of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eng = _write_run(tmp_path)
+    for view in (stage.roi_view, stage.mmm_view, stage.budget_view):  # before the stage call: nothing to read
+        assert isinstance(view(eng, PARAMS), stage.Unavailable)
+    assert not any(eng.has_table(t) or (eng.tables_dir / f"{t}.json").exists() for t in stage.TABLES)
+    stage.run_roi(eng, PARAMS)
+    written = {p.name: p.stat().st_mtime_ns for p in eng.tables_dir.iterdir()}
+    assert {"roi.parquet", "attribution.parquet", "mmm.parquet", "roi_response_curves.parquet", "roi_budget.parquet",
+            "roi_disagreement.parquet", "roi_summary.json", "roi_budget_summary.json", "roi_journeys.json"} <= set(written)
+    summary = eng.read_json("roi_summary")
+    ref = pd.read_parquet(eng.table_path("roi")).query("level == 'channel' and model == 'linear'")
+    assert summary["blended_roas"] == ref["revenue"].sum() / ref["cost"].sum()
+    for view in (stage.key_findings, stage.journey_summary, stage.journey_charts, stage.roi_chart, stage.roi_view,
+                 stage.campaign_roi, stage.disagreement_view, stage.markov_charts, stage.mmm_view,
+                 stage.response_curves_chart, stage.budget_view, stage.budget_caveats, stage.method_notes):
+        assert not isinstance(view(eng, PARAMS), stage.Unavailable), view.__name__
+    plt.close("all")
+    assert {p.name: p.stat().st_mtime_ns for p in eng.tables_dir.iterdir()} == written

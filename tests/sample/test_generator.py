@@ -103,6 +103,28 @@ def test_store_cards_are_gbk_with_chinese_headers(sample):
     assert set(cards["性别"]) == {"男", "女"}
 
 
+def _has_hanzi(values: pd.Series) -> pd.Series:
+    return values.fillna("").str.contains(r"[\u4e00-\u9fff]")
+
+
+def test_channels_and_campaigns_carry_chinese_names_in_utf8_sources(sample):
+    """The reports show channel and campaign names as loaded, so Chinese ones in the sample put Chinese
+    in the charts; the holdout campaign and the paid channels the known-truth tests name keep theirs."""
+    out, _ = sample
+    for name in ("touchpoints", "marketing_spend"):
+        (out / SOURCE_FILES[name]).read_bytes().decode("utf-8")  # UTF-8, unlike the GBK card export
+        df = _read(out, name)
+        assert {"微信", "短信"} <= set(df["channel"]), name
+        assert {"paid_search", "social", "display", "affiliate", "email"} <= set(df["channel"]), name
+        assert _has_hanzi(df["campaign_id"]).any() and not _has_hanzi(df["campaign_id"]).all(), name
+    touches = _read(out, "touchpoints")
+    assert "EM_520_2026" in set(touches["campaign_id"])
+    orders = _read(out, "eshop_orders")
+    assert set(orders["channel"]) == {"web", "手机App", "小程序"}
+    channels = json.loads((out / "truth" / "channels.json").read_text(encoding="utf-8"))["channels"]
+    assert {"微信", "短信"} <= set(channels)
+
+
 def test_vocabulary_is_gbk_encodable():
     chars = [s for s, _, _ in vocab.SURNAMES] + [c for c, _ in vocab.MALE_GIVEN + vocab.FEMALE_GIVEN]
     chars += [c for c, p, _ in vocab.CITIES] + [p for _, p, _ in vocab.CITIES]

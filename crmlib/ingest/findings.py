@@ -1,0 +1,152 @@
+"""Key findings of the ingest page: a few plain sentences, each with its numbers and the decision it supports.
+
+Findings only read what the ingest stage wrote (``tables/data_quality.json``, ``quarantine.parquet``,
+``identity_map.parquet``, ``customers.parquet`` and ``warnings.jsonl``); beyond counting and summing their
+rows they compute nothing. Numbers go through :mod:`crmlib.present`, sentences through
+:func:`crmlib.i18n._`. Reports never name people: quarantined rows are counted, never quoted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crmlib.i18n import _
+from crmlib.present import fmt_count, fmt_money, fmt_percent
+from crmlib.status import read_warnings
+
+__all__ = ["key_findings", "findings_markdown", "STAGE"]
+
+STAGE = "ingest"
+MAX_FINDINGS = 6
+
+
+def _quality(run_dir: Path) -> dict | None:
+    path = run_dir / "tables" / "data_quality.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _table(run_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+    path = run_dir / "tables" / f"{name}.parquet"
+    return pd.read_parquet(path, columns=columns) if path.exists() else None
+
+
+def rows_finding(run_dir: Path) -> str | None:
+    """Rows read, loaded, quarantined and dropped as duplicates, over all sources."""
+    quality = _quality(run_dir)
+    if not quality or not quality.get("sources"):
+        return None
+    total = {k: sum(int(s.get(k, 0)) for s in quality["sources"].values())
+             for k in ("rows_read", "rows_loaded", "rows_quarantined", "duplicates_dropped")}
+    return _("{loaded} of {read} input rows from {sources} files were loaded ({share}); {quarantined} were set "
+             "aside with a reason and {duplicates} exact duplicates dropped, so every row is accounted for.").format(
+        loaded=fmt_count(total["rows_loaded"]), read=fmt_count(total["rows_read"]),
+        sources=fmt_count(len(quality["sources"])),
+        share=fmt_percent(total["rows_loaded"] / total["rows_read"] if total["rows_read"] else float("nan"), na="n/a"),
+        quarantined=fmt_count(total["rows_quarantined"]), duplicates=fmt_count(total["duplicates_dropped"]))
+
+
+def reason_words(reason: str) -> str:
+    """A quarantine reason code (``bad_number:amount (details)``) in plain words (``amount is not a number``)."""
+    code, _sep, rest = str(reason).partition(":")
+    column = rest.split(" (", 1)[0].strip()
+    words = {"missing_value": _("{column} is empty"), "bad_number": _("{column} is not a number"),
+             "bad_date": _("{column} is not a date"), "future_timestamp": _("{column} is in the future"),
+             "out_of_range": _("{column} is out of range"), "negative_cost": _("{column} is negative"),
+             "malformed_row": _("the line does not split into the header's fields ({column})")}
+    return words[code].format(column=column) if code in words and column else str(reason)
+
+
+def quarantine_finding(run_dir: Path, files: dict[str, str] | None = None) -> str | None:
+    """The most frequent quarantine reason, its source and file, and the first row to look at."""
+    q = _table(run_dir, "quarantine", ["source", "reason", "row_number"])
+    if q is None or q.empty:
+        return None
+    by_reason = (q.groupby(["source", "reason"]).agg(rows=("row_number", "size"), first_row=("row_number", "min"))
+                 .reset_index().sort_values(["rows", "source", "reason"], ascending=[False, True, True]))
+    top = by_reason.iloc[0]
+    file_name = (files or {}).get(top["source"], top["source"])
+    return _("The most common problem: {reason} in {rows} rows of {file} (first at row {row}); fix it in "
+             "that file and re-run to recover them.").format(
+        reason=reason_words(top["reason"]), file=file_name, rows=fmt_count(top["rows"]), row=fmt_count(top["first_row"]))
+
+
+def identity_finding(run_dir: Path) -> str | None:
+    """How many source records merged into how many people, and how many span several sources."""
+    ids = _table(run_dir, "identity_map", ["source"])
+    customers = _table(run_dir, "customers", ["sources"])
+    if ids is None or customers is None or customers.empty:
+        return None
+    several = int(customers["sources"].map(lambda s: len(s) > 1 if s is not None else False).sum())
+    return _("{records} customer records from {systems} systems were merged into {people} people; {several} of "
+             "them ({share}) appear in more than one system, so their history is no longer split.").format(
+        records=fmt_count(len(ids)), systems=fmt_count(ids["source"].nunique()), people=fmt_count(len(customers)),
+        several=fmt_count(several), share=fmt_percent(several / len(customers)))
+
+
+def buyers_finding(run_dir: Path, currency: str | None) -> str | None:
+    """Customers who bought, their orders and net revenue: the totals the later pages start from."""
+    customers = _table(run_dir, "customers", ["orders", "revenue"])
+    if customers is None or customers.empty:
+        return None
+    buyers = int((customers["orders"] > 0).sum())
+    return _("{buyers} of the {people} people bought: {orders} orders and {revenue} net revenue after refunds, "
+             "the totals the segmentation page starts from.").format(
+        buyers=fmt_count(buyers), people=fmt_count(len(customers)), orders=fmt_count(customers["orders"].sum()),
+        revenue=fmt_money(customers["revenue"].sum(), currency))
+
+
+def salt_finding(run_dir: Path) -> str | None:
+    """The default salt makes customer keys recomputable: say so with what to do."""
+    quality = _quality(run_dir) or {}
+    if quality.get("salt_source") != "default":
+        return None
+    return _("Customer keys use the public default salt: set CRM_PII_SALT to a secret before sharing audience "
+             "files outside the team.")
+
+
+def warning_findings(run_dir: Path) -> list[str]:
+    """Problems the stage recorded while reading (a byte-order mark, skipped title rows, an empty file)."""
+    return [_("Check {step}: {message}").format(step=w.get("step", ""), message=str(w.get("message", "")).rstrip("."))
+            + "." for w in read_warnings(run_dir, STAGE)]
+
+
+def key_findings(run_dir: str | Path, *, currency: str | None = None,
+                 files: dict[str, str] | None = None) -> list[str]:
+    """The page's key findings as plain sentences (at most :data:`MAX_FINDINGS`).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run directory.
+    currency : str, optional
+        The run's currency code, written before money.
+    files : dict, optional
+        Source name -> file name, so a finding can say which file to fix.
+    """
+    run_dir = Path(run_dir)
+    found = [f for f in (rows_finding(run_dir), quarantine_finding(run_dir, files), identity_finding(run_dir),
+                         buyers_finding(run_dir, currency)) if f]
+    found += warning_findings(run_dir)[:max(MAX_FINDINGS - len(found) - 1, 0)]
+    salt = salt_finding(run_dir)
+    return (found[:MAX_FINDINGS - 1] + [salt]) if salt else found[:MAX_FINDINGS]
+
+
+def findings_markdown(sentences: list[str]) -> Any:
+    """The findings as an HTML bullet list, every sentence escaped (names in it are data).
+
+    HTML rather than Markdown: Markdown would need every value escaped twice (``Can't Lose`` would show
+    its entity), and a list item is all a finding needs.
+    """
+    import html
+
+    from IPython.display import HTML
+
+    if not sentences:
+        empty = _("Nothing was loaded in this run.")
+        return HTML(f"<p>{html.escape(empty)}</p>")
+    items = "".join(f"<li style='margin:.3rem 0'>{html.escape(s)}</li>" for s in sentences)
+    return HTML(f"<ul class='crm-findings' style='font-size:1.02rem;line-height:1.45'>{items}</ul>")
