@@ -12,6 +12,7 @@ import functools
 import html
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ import pandas as pd
 
 from crmlib.i18n import _
 
-__all__ = ["render_notebook", "write_run_index", "write_reports_index", "run_header", "show",
-           "escape_markdown", "neutralize_formula", "write_people_csv", "figure", "figure_html", "ReportTable"]
+__all__ = ["render_notebook", "write_run_index", "write_reports_index", "run_header", "show", "Finding",
+           "key_findings", "escape_markdown", "neutralize_formula", "write_people_csv", "figure", "figure_html", "ReportTable"]
 
 _HIDDEN_TAGS = ("parameters", "injected-parameters", "remove-cell")
 
@@ -883,6 +884,33 @@ def show(df: pd.DataFrame | Any, *, kinds: dict[str, str] | None = None, currenc
 
 #: Markdown punctuation that could turn a value into a link, emphasis, a heading or a table cell break.
 _MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()#+-.!|~")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence of a page's "Key findings": ``decision`` (a short imperative: ship, keep funding,
+    fix the file...) and ``text`` (the sentence, its numbers formatted through :mod:`crmlib.present`)."""
+
+    decision: str
+    text: str
+
+
+def key_findings(findings: list[Finding | str], *, empty: str) -> Any:
+    """A page's "Key findings" as an HTML list: each item led by its decision in bold (plain sentences
+    have none); every value escaped (names in the sentences are data). ``empty`` is said when there
+    are no findings."""
+    from IPython.display import HTML
+
+    if not findings:
+        return HTML(f"<p><em>{html.escape(empty)}</em></p>")
+    items = []
+    for f in findings:
+        if isinstance(f, Finding):
+            lead = f"<b>{html.escape(f.decision)}.</b> " if f.decision else ""
+            items.append(f"<li style='margin:.3rem 0'>{lead}{html.escape(f.text)}</li>")
+        else:
+            items.append(f"<li style='margin:.3rem 0'>{html.escape(str(f))}</li>")
+    return HTML(f"<ul class='crm-findings' style='font-size:1.02rem;line-height:1.45'>{''.join(items)}</ul>")
 
 
 def escape_markdown(value: Any) -> str:

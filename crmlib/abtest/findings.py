@@ -7,13 +7,14 @@ table ``ab_verdicts.parquet``, the holdout table ``ab_holdout.parquet`` and the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from crmlib.i18n import _
+from crmlib.report import Finding, key_findings
 from crmlib.present import fmt_count, fmt_money, fmt_percent, fmt_ratio
 
 __all__ = ["Finding", "ab_findings", "findings_markdown", "MAX_FINDINGS", "interval_text"]
@@ -21,14 +22,6 @@ __all__ = ["Finding", "ab_findings", "findings_markdown", "MAX_FINDINGS", "inter
 #: At most this many sentences open the page (the rest is in the verdict table below them).
 MAX_FINDINGS = 6
 
-
-@dataclass(frozen=True)
-class Finding:
-    """One sentence of "Key findings": ``decision`` (a short imperative: ship, stop, keep running...) and
-    ``text`` (the sentence, numbers formatted)."""
-
-    decision: str
-    text: str
 
 
 def _finite(x) -> bool:
@@ -147,10 +140,6 @@ def ab_findings(tables_dir: str | Path, *, currency: str | None = None) -> list[
     return [summary, *per[:room], *holdouts[:MAX_FINDINGS - 1 - len(per[:room])]]
 
 
-def findings_markdown(findings: list[Finding], *, empty: str) -> str:
-    """The findings as a Markdown list, each led by its decision in bold; every value escaped."""
-    from crmlib.report import escape_markdown
-
-    if not findings:
-        return f"*{escape_markdown(empty)}*"
-    return "\n".join(f"- **{escape_markdown(f.decision)}.** {escape_markdown(f.text)}" for f in findings)
+def findings_markdown(findings: list[Finding], *, empty: str) -> Any:
+    """The findings as the page's HTML list (:func:`crmlib.report.key_findings`)."""
+    return key_findings(findings, empty=empty)

@@ -326,15 +326,13 @@ def _currency(params: dict) -> str | None:
 
 
 def key_findings(engine, params: dict):
-    """The page's opening "Key findings" (Markdown), from the stage's tables (:mod:`crmlib.abtest.findings`)."""
-    from IPython.display import Markdown
-
+    """The page's opening "Key findings" (an HTML list), from the stage's tables (:mod:`crmlib.abtest.findings`)."""
     from crmlib.i18n import _
 
     from .findings import ab_findings, findings_markdown
 
     found = ab_findings(engine.tables_dir, currency=_currency(params))
-    return Markdown(findings_markdown(found, empty=_("No experiment could be analysed in this run.")))
+    return findings_markdown(found, empty=_("No experiment could be analysed in this run."))
 
 
 def _interval(low, high) -> list[str]:

@@ -136,17 +136,7 @@ def key_findings(run_dir: str | Path, *, currency: str | None = None,
 
 
 def findings_markdown(sentences: list[str]) -> Any:
-    """The findings as an HTML bullet list, every sentence escaped (names in it are data).
+    """The findings as the page's HTML list (:func:`crmlib.report.key_findings`)."""
+    from crmlib.report import key_findings
 
-    HTML rather than Markdown: Markdown would need every value escaped twice (``Can't Lose`` would show
-    its entity), and a list item is all a finding needs.
-    """
-    import html
-
-    from IPython.display import HTML
-
-    if not sentences:
-        empty = _("Nothing was loaded in this run.")
-        return HTML(f"<p>{html.escape(empty)}</p>")
-    items = "".join(f"<li style='margin:.3rem 0'>{html.escape(s)}</li>" for s in sentences)
-    return HTML(f"<ul class='crm-findings' style='font-size:1.02rem;line-height:1.45'>{items}</ul>")
+    return key_findings(sentences, empty=_('Nothing was loaded in this run.'))

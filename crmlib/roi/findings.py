@@ -9,13 +9,14 @@ attribution models gave).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from crmlib.i18n import _
+from crmlib.report import Finding, key_findings
 from crmlib.present import fmt_count, fmt_money, fmt_percent, fmt_ratio
 
 __all__ = ["Finding", "roi_findings", "findings_markdown", "MAX_FINDINGS", "SMALL_COST_SHARE"]
@@ -26,13 +27,6 @@ MAX_FINDINGS = 6
 #: about cost that is not recorded than about return.
 SMALL_COST_SHARE = 0.01
 
-
-@dataclass(frozen=True)
-class Finding:
-    """One sentence of "Key findings": ``decision`` (short: keep funding, test, record cost...) and ``text``."""
-
-    decision: str
-    text: str
 
 
 def _names(names) -> str:
@@ -182,10 +176,6 @@ def roi_findings(tables_dir: str | Path, *, currency: str | None = None) -> list
     return found
 
 
-def findings_markdown(findings: list[Finding], *, empty: str) -> str:
-    """The findings as a Markdown list, each led by its decision in bold; every value escaped."""
-    from crmlib.report import escape_markdown
-
-    if not findings:
-        return f"*{escape_markdown(empty)}*"
-    return "\n".join(f"- **{escape_markdown(f.decision)}.** {escape_markdown(f.text)}" for f in findings)
+def findings_markdown(findings: list[Finding], *, empty: str) -> Any:
+    """The findings as the page's HTML list (:func:`crmlib.report.key_findings`)."""
+    return key_findings(findings, empty=empty)

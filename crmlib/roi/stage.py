@@ -523,14 +523,12 @@ def _currency(params: dict) -> str | None:
 
 
 def key_findings(engine, params: dict):
-    """The page's opening "Key findings" (Markdown), from the stage's tables (:mod:`crmlib.roi.findings`)."""
-    from IPython.display import Markdown
-
+    """The page's opening "Key findings" (an HTML list), from the stage's tables (:mod:`crmlib.roi.findings`)."""
     from crmlib.i18n import _
     from crmlib.roi.findings import findings_markdown, roi_findings
 
     found = roi_findings(engine.tables_dir, currency=_currency(params))
-    return Markdown(findings_markdown(found, empty=_("No ROI could be computed in this run; the reasons are below.")))
+    return findings_markdown(found, empty=_("No ROI could be computed in this run; the reasons are below."))
 
 
 def journey_summary(engine, params: dict):

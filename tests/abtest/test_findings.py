@@ -66,13 +66,13 @@ def test_holdout_sentence_and_markdown_escaping(tables):
     assert len(found) == MAX_FINDINGS and found[-1].decision == "Incremental return"
     assert ("CNY 88,083 incremental revenue (CNY 49,645 to CNY 126,521) for CNY 34.67 cost, incremental ROI "
             "2,539.61; attribution credits it with ROI 6,737.85") in found[-1].text
-    md = findings_markdown(found, empty="none")
-    assert "<b>" not in md and "&lt;b&gt;" in md
+    page = findings_markdown(found, empty="none").data
+    assert "em_<b>" not in page and "em_&lt;b&gt;" in page
 
 
 def test_no_verdict_table_means_no_findings(tmp_path):
     assert ab_findings(tmp_path) == []
-    assert findings_markdown([], empty="Nothing analysed") == "*Nothing analysed*"
+    assert findings_markdown([], empty="Nothing analysed").data == "<p><em>Nothing analysed</em></p>"
 
 
 def _rows(exp, variant, metric, n, sy, sy2=None):
