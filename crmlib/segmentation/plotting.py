@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import PercentFormatter
 
 from crmlib.params import schema_default
 from crmlib.plotting import color_for
@@ -206,6 +207,7 @@ def plot_segment_shares(segments: pd.DataFrame, as_of: str | None = None, ax: Ax
     ax.set_yticks(y, list(segments["segment"]))
     ax.invert_yaxis()
     ax.set_xlabel("share")
+    ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))  # shares read as %, like the tables
     ax.set_title("RFM segments" + (f" (as of {as_of})" if as_of else ""))
     from matplotlib.patches import Patch  # neutral legend keys: the bars carry the segment colours
 

@@ -79,6 +79,7 @@ def test_segment_shares_and_migration():
     )
     ax = plotting.plot_segment_shares(segments, as_of="2024-06-30")
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Champions", "New"] and len(ax.patches) == 4
+    assert ax.xaxis.get_major_formatter()(0.5, 0) == "50%"  # shares read as percentages
     matrix = pd.DataFrame([[1, 2], [3, 4]], index=["new", "Gold"], columns=["Gold", "none"])
     ax = plotting.plot_migration_matrix(matrix, as_of="2024-06-30")
     assert np.ma.filled(ax.images[0].get_array()).sum() == 10 and "2024-06-30" in ax.get_title()
