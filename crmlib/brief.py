@@ -23,6 +23,7 @@ import pandas as pd
 
 from crmlib.i18n import _
 from crmlib.present import fmt_count, fmt_money, fmt_percent, fmt_ratio
+from crmlib.report import write_text_atomic
 from crmlib.status import read_warnings
 
 __all__ = ["Finding", "Kpi", "Brief", "build_brief", "findings", "kpis", "reconciliation", "run_history",
@@ -713,10 +714,7 @@ def write_kpis_json(run_dir: str | Path, manifest: dict, values: list[Kpi]) -> P
             if isinstance(manifest.get("as_of"), dict) else None,
             "currency": ((manifest.get("params") or {}).get("run") or {}).get("currency"),
             "kpis": {k.key: k.value for k in values}}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 def run_history(output_dir: str | Path, manifest: dict, limit: int = HISTORY_RUNS - 1) -> list[dict]:

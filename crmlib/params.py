@@ -1026,7 +1026,7 @@ def params_markdown() -> str:
         "|---|---|---|---|---|",
     ]
     out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    out += ["", f"Source kinds and their canonical columns (required ones in bold):", ""]
+    out += ["", "Source kinds and their canonical columns (required ones in bold):", ""]
     for kind, cols in CANONICAL_COLUMNS.items():
         shown = ", ".join(f"**{c}**" if c in REQUIRED_COLUMNS[kind] else c for c in cols)
         out.append(f"- `{kind}`: {shown}")

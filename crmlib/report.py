@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import html
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import pandas as pd
 from crmlib.i18n import _
 
 __all__ = ["render_notebook", "write_run_index", "write_reports_index", "run_header", "show", "Finding",
-           "key_findings", "escape_markdown", "neutralize_formula", "write_people_csv", "figure", "figure_html", "ReportTable"]
+           "key_findings", "escape_markdown", "write_text_atomic", "read_run_table", "read_run_json", "neutralize_formula", "write_people_csv", "figure", "figure_html", "ReportTable"]
 
 _HIDDEN_TAGS = ("parameters", "injected-parameters", "remove-cell")
 
@@ -537,10 +538,27 @@ def _status_html(status: str) -> str:
     return f"<span class='{html.escape(status)}'>{html.escape(status.replace('_', ' '))}</span>"
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and one rename, so a reader (a browser,
+    the next run, a scheduler) never sees half a page or half a manifest."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    os.replace(tmp, path)
+    return path
+
+
+def read_run_table(run_dir: str | Path, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+    """The run table ``tables/<name>.parquet`` of ``run_dir`` as a DataFrame, or None when no stage wrote it
+    (report functions only read; a page shows what the stages wrote)."""
+    path = Path(run_dir) / "tables" / f"{name}.parquet"
+    return pd.read_parquet(path, columns=columns) if path.exists() else None
+
+
+def read_run_json(run_dir: str | Path, name: str) -> Any:
+    """The small JSON document ``tables/<name>.json`` of ``run_dir``, or None when no stage wrote it."""
+    path = Path(run_dir) / "tables" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _as_of_text(manifest: dict) -> str:
@@ -640,7 +658,7 @@ def write_run_index(run_dir: str | Path, manifest: dict, *, history_dir: str | P
         f" <a href='manifest.json'>manifest.json</a></p>"
     )
     path = run_dir / "index.html"
-    _write_atomic(path, _page(_("CRM run {run_id}").format(run_id=manifest["run_id"]), body))
+    write_text_atomic(path, _page(_("CRM run {run_id}").format(run_id=manifest["run_id"]), body))
     return path
 
 
@@ -683,7 +701,7 @@ def write_reports_index(output_dir: str | Path) -> Path:
             "<table><tr><th>run</th><th>params</th><th>as of</th><th>started (UTC)</th><th>duration</th>"
             f"<th>status</th></tr>{''.join(rows)}</table>")
     path = output_dir / "index.html"
-    _write_atomic(path, _page("CRM analytics runs", body))
+    write_text_atomic(path, _page("CRM analytics runs", body))
     return path
 
 

@@ -255,12 +255,6 @@ def _latest_ok_run(output_dir: Path, run_name: str) -> Path | None:
     return best[1] if best else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # -- operating-system errors in plain words --------------------------------------------------------------
 def os_error_message(exc: OSError) -> str:
     """One or two lines saying which path the system refused, why, and how to fix it."""
@@ -761,7 +755,7 @@ def _publish(work_dir: Path, final_dir: Path, output_dir: Path, manifest: dict) 
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    _write_atomic(work_dir / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
+    report.write_text_atomic(work_dir / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
     report.write_run_index(work_dir, manifest)
     os.rename(work_dir, final_dir)
     report.write_reports_index(output_dir)

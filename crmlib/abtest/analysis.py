@@ -531,8 +531,7 @@ def _verdict_table(results, srm, cfgs, stats, alpha) -> pd.DataFrame:
     gr = treat[treat["role"] == "guardrail"].merge(
         best["variant"].rename("best_variant").reset_index(), on="experiment_id")
     gr = gr[gr["variant"] == gr["best_variant"]]
-    glists = {k: gr[gr["guardrail_status"] == k].groupby("experiment_id")["metric"].agg(list).to_dict()
-              for k in ("fail", "pass")}
+    harmed = gr[gr["guardrail_status"] == "fail"].groupby("experiment_id")["metric"].agg(list).to_dict()
     pend = gr[gr["guardrail_status"] != "pass"].groupby("experiment_id")["metric"].agg(list).to_dict()
     ctrl_n = results[results["is_control"].astype(bool)].set_index(["experiment_id", "metric"])["n"].to_dict()
     conv = stats[stats["metric"] == "conversion"].set_index(["experiment_id", "variant"])[["n", "sum_y"]]
@@ -563,7 +562,7 @@ def _verdict_table(results, srm, cfgs, stats, alpha) -> pd.DataFrame:
                          "next_step": _("check that the primary metric is recorded for both arms"),
                          "action": "check the data"})
             continue
-        failed, passed, pending = glists["fail"].get(e, []), glists["pass"].get(e, []), pend.get(e, [])
+        failed, pending = harmed.get(e, []), pend.get(e, [])
         checked = list(cfgs[e]["guardrails"])
         lift = _("{metric} {variant} vs {control}: {lift} (always-valid interval {low} to {high})").format(
             metric=pm, variant=b["variant"], control=s["control_variant"], lift=_fmt_pct(b["rel_lift"]),

@@ -321,17 +321,13 @@ def segment_results(engine, params: dict, segments, *, cuped: bool = True) -> pd
 
 
 # -- report views: they read the tables the stage call wrote and format them (crmlib.present) ---------------
-def _currency(params: dict) -> str | None:
-    return params.get("run", {}).get("currency")
-
-
 def key_findings(engine, params: dict):
     """The page's opening "Key findings" (an HTML list), from the stage's tables (:mod:`crmlib.abtest.findings`)."""
     from crmlib.i18n import _
 
     from .findings import ab_findings, findings_markdown
 
-    found = ab_findings(engine.tables_dir, currency=_currency(params))
+    found = ab_findings(engine.tables_dir, currency=params["run"]["currency"])
     return findings_markdown(found, empty=_("No experiment could be analysed in this run."))
 
 
@@ -494,7 +490,7 @@ def holdout_view(engine, params: dict):
         from IPython.display import Markdown
 
         return Markdown(_("*No holdout campaign in this run.*"))
-    cur = _currency(params)
+    cur = params["run"]["currency"]
     view = pd.DataFrame({
         _("experiment"): h["experiment_id"], _("channel"): h["channel"], _("campaign"): h["campaign_id"],
         _("incremental conversions"): [f"{fmt_count(x)} ({fmt_count(a)} to {fmt_count(b)})" for x, a, b in zip(

@@ -8,14 +8,13 @@ rows they compute nothing. Numbers go through :mod:`crmlib.present`, sentences t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from crmlib.i18n import _
 from crmlib.present import fmt_count, fmt_money, fmt_percent
+from crmlib.report import key_findings as findings_list
+from crmlib.report import read_run_json, read_run_table
 from crmlib.status import read_warnings
 
 __all__ = ["key_findings", "findings_markdown", "STAGE"]
@@ -24,19 +23,9 @@ STAGE = "ingest"
 MAX_FINDINGS = 6
 
 
-def _quality(run_dir: Path) -> dict | None:
-    path = run_dir / "tables" / "data_quality.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def _table(run_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
-    path = run_dir / "tables" / f"{name}.parquet"
-    return pd.read_parquet(path, columns=columns) if path.exists() else None
-
-
 def rows_finding(run_dir: Path) -> str | None:
     """Rows read, loaded, quarantined and dropped as duplicates, over all sources."""
-    quality = _quality(run_dir)
+    quality = read_run_json(run_dir, "data_quality")
     if not quality or not quality.get("sources"):
         return None
     total = {k: sum(int(s.get(k, 0)) for s in quality["sources"].values())
@@ -62,7 +51,7 @@ def reason_words(reason: str) -> str:
 
 def quarantine_finding(run_dir: Path, files: dict[str, str] | None = None) -> str | None:
     """The most frequent quarantine reason, its source and file, and the first row to look at."""
-    q = _table(run_dir, "quarantine", ["source", "reason", "row_number"])
+    q = read_run_table(run_dir, "quarantine", ["source", "reason", "row_number"])
     if q is None or q.empty:
         return None
     by_reason = (q.groupby(["source", "reason"]).agg(rows=("row_number", "size"), first_row=("row_number", "min"))
@@ -76,8 +65,8 @@ def quarantine_finding(run_dir: Path, files: dict[str, str] | None = None) -> st
 
 def identity_finding(run_dir: Path) -> str | None:
     """How many source records merged into how many people, and how many span several sources."""
-    ids = _table(run_dir, "identity_map", ["source"])
-    customers = _table(run_dir, "customers", ["sources"])
+    ids = read_run_table(run_dir, "identity_map", ["source"])
+    customers = read_run_table(run_dir, "customers", ["sources"])
     if ids is None or customers is None or customers.empty:
         return None
     several = int(customers["sources"].map(lambda s: len(s) > 1 if s is not None else False).sum())
@@ -89,7 +78,7 @@ def identity_finding(run_dir: Path) -> str | None:
 
 def buyers_finding(run_dir: Path, currency: str | None) -> str | None:
     """Customers who bought, their orders and net revenue: the totals the later pages start from."""
-    customers = _table(run_dir, "customers", ["orders", "revenue"])
+    customers = read_run_table(run_dir, "customers", ["orders", "revenue"])
     if customers is None or customers.empty:
         return None
     buyers = int((customers["orders"] > 0).sum())
@@ -101,7 +90,7 @@ def buyers_finding(run_dir: Path, currency: str | None) -> str | None:
 
 def salt_finding(run_dir: Path) -> str | None:
     """The default salt makes customer keys recomputable: say so with what to do."""
-    quality = _quality(run_dir) or {}
+    quality = read_run_json(run_dir, "data_quality") or {}
     if quality.get("salt_source") != "default":
         return None
     return _("Customer keys use the public default salt: set CRM_PII_SALT to a secret before sharing audience "
@@ -137,6 +126,4 @@ def key_findings(run_dir: str | Path, *, currency: str | None = None,
 
 def findings_markdown(sentences: list[str]) -> Any:
     """The findings as the page's HTML list (:func:`crmlib.report.key_findings`)."""
-    from crmlib.report import key_findings
-
-    return key_findings(sentences, empty=_('Nothing was loaded in this run.'))
+    return findings_list(sentences, empty=_('Nothing was loaded in this run.'))

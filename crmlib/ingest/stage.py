@@ -35,7 +35,7 @@ import pandas as pd
 from crmlib.asof import as_of_end, write_as_of
 from crmlib.engine import Engine
 from crmlib import sql as _sql
-from crmlib.ingest.customers import build_customers, order_totals, parse_tag_rule
+from crmlib.ingest.customers import build_customers, order_totals
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.normalize import normalize_email, phone_lookup
 from crmlib.ingest.quality import check_reconciliation, quality_warnings, source_quality
@@ -43,7 +43,6 @@ from crmlib.ingest.readers import RawSource, read_source, rejected_rows
 from crmlib.ingest.validate import (ValidatedSource, duplicate_sources, redacted_columns,
                                     run_now_local, validate_source)
 from crmlib.status import record_warning
-from crmlib.params import CANONICAL_COLUMNS
 
 __all__ = ["IngestSummary", "run_ingest", "ingest", "resolve_salt", "DEFAULT_SALT", "rows_by_source",
            "quarantine_reasons", "identity_links", "customer_overview", "monthly_orders_by_channel",

@@ -518,16 +518,12 @@ def _absent(engine, step: str, *warned_steps: str) -> Unavailable:
     return MissingInput(step, _("not computed in this run (the ROI stage call writes it)."))
 
 
-def _currency(params: dict) -> str | None:
-    return params.get("run", {}).get("currency")
-
-
 def key_findings(engine, params: dict):
     """The page's opening "Key findings" (an HTML list), from the stage's tables (:mod:`crmlib.roi.findings`)."""
     from crmlib.i18n import _
     from crmlib.roi.findings import findings_markdown, roi_findings
 
-    found = roi_findings(engine.tables_dir, currency=_currency(params))
+    found = roi_findings(engine.tables_dir, currency=params["run"]["currency"])
     return findings_markdown(found, empty=_("No ROI could be computed in this run; the reasons are below."))
 
 
@@ -540,7 +536,7 @@ def journey_summary(engine, params: dict):
     j = _read_json(engine, "roi_journeys")
     if j is None:
         return _absent(engine, "journeys", "journeys and attribution", "journeys")
-    s, cur = j["summary"], _currency(params)
+    s, cur = j["summary"], params["run"]["currency"]
     rows = [
         (_("orders in the period"), fmt_count(s["conversions"]), fmt_money(s["conversion_value"], cur)),
         (_("orders with a marketing touch before them"), fmt_count(s["touched_conversions"]),
@@ -596,7 +592,7 @@ def roi_chart(engine, params: dict, *, metric: str = "roas"):
     ranges = roas_ranges(channels)
     if ranges.empty:
         return _show(MissingInput("ROI chart", _("no channel has a cost in the period, so ROAS is undefined.")))
-    axes = plot_roas_by_channel(channels, currency=_currency(params))
+    axes = plot_roas_by_channel(channels, currency=params["run"]["currency"])
     from crmlib.roi.findings import SMALL_COST_SHARE
 
     share = ranges["cost"] / ranges["cost"].sum()
@@ -614,7 +610,7 @@ def roi_chart(engine, params: dict, *, metric: str = "roas"):
     if no_cost:
         caption += " " + _("Not shown (no cost recorded): {names}.").format(names=", ".join(map(str, no_cost)))
     alt = _("ROAS by channel: {rows}").format(rows="; ".join(
-        _("{channel} cost {cost}, ROAS {low} to {high}").format(channel=r["channel"], cost=fmt_money(r["cost"], _currency(params)),
+        _("{channel} cost {cost}, ROAS {low} to {high}").format(channel=r["channel"], cost=fmt_money(r["cost"], params["run"]["currency"]),
                                                                low=fmt_ratio(r["roas_low"]), high=fmt_ratio(r["roas_high"]))
         for _i, r in ranges.iterrows()))
     report.figure(axes[0], title=title, caption=caption, alt=alt)
@@ -652,7 +648,7 @@ def roi_view(engine, params: dict, *, run_dir=None):
         view[_("LTV:CAC ({model})").format(model=model)] = ref.loc[order, "ltv_cac"].to_numpy()
     kinds = {_("cost"): "money", _("credited revenue ({model})").format(model=model): "money",
              _("CAC ({model})").format(model=model): "money", _("LTV:CAC ({model})").format(model=model): "ratio"}
-    shown = report.show(view, kinds=kinds, currency=_currency(params), caption=_("ROI by channel"), max_rows=20)
+    shown = report.show(view, kinds=kinds, currency=params["run"]["currency"], caption=_("ROI by channel"), max_rows=20)
     if run_dir is None:
         return shown
     from IPython.display import HTML, display
@@ -716,7 +712,7 @@ def campaign_roi(engine, params: dict, *, run_dir=None):
                          _("ROAS"): ref["roas"], _("CAC"): ref.get("cac")})
     raw = ref.drop(columns=["convention", *[c for c in view.columns if c in ref.columns]], errors="ignore")
     full = pd.concat([view.reset_index(drop=True), raw.reset_index(drop=True)], axis=1)
-    return report.show(full, columns=list(view.columns), currency=_currency(params), max_rows=10,
+    return report.show(full, columns=list(view.columns), currency=params["run"]["currency"], max_rows=10,
                        kinds={_("cost"): "money", _("orders credited"): "number", _("revenue credited"): "money",
                               _("ROAS"): "ratio", _("CAC"): "money"},
                        caption=_("Campaigns with the most cost ({model} attribution)").format(model=model),
@@ -791,7 +787,7 @@ def mmm_view(engine, params: dict):
                          _("incremental ROAS (interval)"): [_mmm_words(_read_table(engine, "mmm").set_index("channel"), c)
                                                             for c in t["channel"]],
                          _("why"): mmm["verdict"].to_numpy()})
-    return report.show(view, kinds={_("spend"): "money"}, currency=_currency(params),
+    return report.show(view, kinds={_("spend"): "money"}, currency=params["run"]["currency"],
                        caption=_("Media-mix model"))
 
 
@@ -837,7 +833,7 @@ def budget_view(engine, params: dict):
                          _("identified"): [_("yes") if b else _("no") for b in t["identified"].astype(bool)]})
     return report.show(view, kinds={_("weekly spend now"): "money", _("proposed"): "money", _("change"): "percent",
                                     _("lowest allowed"): "money", _("highest allowed"): "money"},
-                       currency=_currency(params), caption=_("Budget reallocation (weekly)"))
+                       currency=params["run"]["currency"], caption=_("Budget reallocation (weekly)"))
 
 
 def budget_caveats(engine, params: dict):
@@ -851,7 +847,7 @@ def budget_caveats(engine, params: dict):
     b = _read_json(engine, "roi_budget_summary")
     if b is None:
         return _absent(engine, "budget reallocation")
-    cur = _currency(params)
+    cur = params["run"]["currency"]
     head = _("Predicted change in weekly revenue: {gain} ({level} interval {low} to {high}) for the same weekly "
              "budget of {budget}.").format(gain=fmt_money(b["gain"], cur), level=fmt_percent(b["ci_level"]),
                                            low=fmt_money(b["gain_low"], cur), high=fmt_money(b["gain_high"], cur),

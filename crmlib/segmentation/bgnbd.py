@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 from crmlib.params import schema_default

@@ -9,14 +9,13 @@ the data could not support) leaves its finding out; the reason comes from ``warn
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from crmlib.i18n import _
 from crmlib.present import fmt_count, fmt_money, fmt_number, fmt_percent
+from crmlib.report import key_findings as findings_list
+from crmlib.report import read_run_json, read_run_table
 from crmlib.status import read_warnings
 
 __all__ = ["key_findings", "findings_markdown", "STAGE"]
@@ -24,16 +23,6 @@ __all__ = ["key_findings", "findings_markdown", "STAGE"]
 STAGE = "segmentation"
 #: Most findings a page opens with: more would not be read.
 MAX_FINDINGS = 6
-
-
-def _table(run_dir: Path, name: str) -> pd.DataFrame | None:
-    path = run_dir / "tables" / f"{name}.parquet"
-    return pd.read_parquet(path) if path.exists() else None
-
-
-def _json(run_dir: Path, name: str) -> dict | None:
-    path = run_dir / "tables" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _unit_words(unit: str, n: float) -> str:
@@ -44,7 +33,7 @@ def _unit_words(unit: str, n: float) -> str:
 
 def segment_revenue_finding(run_dir: Path, currency: str | None) -> str | None:
     """Which segments hold how much revenue (the two largest by revenue)."""
-    segments = _table(run_dir, "segments")
+    segments = read_run_table(run_dir, "segments")
     if segments is None or segments.empty or not (segments["revenue"] > 0).any():
         return None
     top = segments[segments["revenue"] > 0].sort_values("revenue", ascending=False).head(2)
@@ -60,7 +49,7 @@ def segment_revenue_finding(run_dir: Path, currency: str | None) -> str | None:
 
 def churn_finding(run_dir: Path, currency: str | None) -> str | None:
     """How many customers are at risk, what they brought, and the audience file that reaches them."""
-    tiers = _table(run_dir, "churn_tiers")
+    tiers = read_run_table(run_dir, "churn_tiers")
     if tiers is None or tiers.empty:
         return None
     at_risk = tiers[tiers["churn_risk"].isin(["high", "medium"])]
@@ -82,8 +71,8 @@ def churn_finding(run_dir: Path, currency: str | None) -> str | None:
 
 def clv_finding(run_dir: Path, currency: str | None) -> str | None:
     """Total and mean CLV over the model's horizon (with margin and discount rate)."""
-    model = _json(run_dir, "clv_model")
-    clv = _table(run_dir, "clv")
+    model = read_run_json(run_dir, "clv_model")
+    clv = read_run_table(run_dir, "clv")
     if model is None or clv is None or not model.get("clv", {}).get("computed") or clv["clv"].isna().all():
         return None
     values = clv["clv"].dropna()
@@ -98,7 +87,7 @@ def clv_finding(run_dir: Path, currency: str | None) -> str | None:
 
 def holdout_finding(run_dir: Path) -> str | None:
     """How well the purchase model predicted the holdout period (when one was set)."""
-    model = _json(run_dir, "clv_model")
+    model = read_run_json(run_dir, "clv_model")
     holdout = (model or {}).get("holdout")
     if not holdout or not holdout.get("actual_total"):
         return None
@@ -111,7 +100,7 @@ def holdout_finding(run_dir: Path) -> str | None:
 
 def nps_finding(run_dir: Path) -> str | None:
     """NPS over all answers with its interval."""
-    nps = _table(run_dir, "nps_by_segment")
+    nps = read_run_table(run_dir, "nps_by_segment")
     if nps is None or "segment" not in nps.columns or not (nps["segment"] == "all").any():
         return None
     row = nps.loc[nps["segment"] == "all"].iloc[0]
@@ -160,6 +149,4 @@ def key_findings(run_dir: str | Path, *, currency: str | None = None) -> list[st
 
 def findings_markdown(sentences: list[str]) -> Any:
     """The findings as the page's HTML list (:func:`crmlib.report.key_findings`)."""
-    from crmlib.report import key_findings
-
-    return key_findings(sentences, empty=_("Nothing could be computed from this run's data."))
+    return findings_list(sentences, empty=_("Nothing could be computed from this run's data."))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
 from scipy.special import digamma, gammaln
 
 from crmlib.params import schema_default
