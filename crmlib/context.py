@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crmlib.engine import Engine
+from crmlib.i18n import set_language
 from crmlib.params import load_params
 
 __all__ = ["RunContext", "open_run", "interactive_run_dir"]
@@ -63,6 +64,7 @@ def open_run(params_path: str | Path, run_dir: str | Path | None = None) -> RunC
         The run directory made by ``crm run``. Empty or None: the interactive run directory.
     """
     params = load_params(params_path)
+    set_language(params["run"]["language"])
     run_dir = Path(run_dir) if run_dir else interactive_run_dir(params)
     run_dir.mkdir(parents=True, exist_ok=True)
     return RunContext(params=params, run_dir=run_dir, engine=Engine(run_dir))

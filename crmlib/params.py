@@ -311,6 +311,8 @@ class Run(_Section):
     timezone: Timezone = _doc("Asia/Shanghai", "IANA time zone: naive timestamps are local to it and "
                                                "offsets are converted to it", type_name="time zone")
     currency: str = _doc("CNY", "currency code of amounts and costs (a label)")
+    language: Literal["en", "zh-CN"] = _doc("en", "language of the report pages: en (English) or zh-CN "
+                                                  "(Simplified Chinese)")
     output_dir: PathText = _doc("../reports", "folder that receives one folder per run (relative to the "
                                               "params file)", type_name="path", validate_default=True)
 

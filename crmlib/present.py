@@ -38,6 +38,7 @@ __all__ = [
     "fmt_pvalue",
     "fmt_ratio",
     "fmt_number",
+    "fmt_label",
     "format_frame",
 ]
 
@@ -118,6 +119,19 @@ def fmt_number(x: Any, *, na: str = "") -> str:
     return f"{float(f'{x:.3g}'):g}"
 
 
+def fmt_label(x: Any, *, na: str = "") -> str:
+    """A code the pipeline writes in English (segment, tier, verdict, model) in the report's language.
+
+    The code must be marked for the catalog where it is defined (``N_("Champions")``); a value the
+    catalog does not know (a channel or campaign name from the user's data) is shown as it is.
+    """
+    from crmlib.i18n import _
+
+    if _missing(x):
+        return na
+    return _(str(x))
+
+
 #: kind name -> formatter taking (value, **options)
 KINDS: dict[str, Callable[..., str]] = {
     "money": fmt_money,
@@ -126,6 +140,7 @@ KINDS: dict[str, Callable[..., str]] = {
     "pvalue": fmt_pvalue,
     "ratio": fmt_ratio,
     "number": fmt_number,
+    "label": fmt_label,
 }
 
 

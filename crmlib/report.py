@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crmlib.i18n import _
+from crmlib.i18n import _, translate_markdown
 
 __all__ = ["render_notebook", "write_run_index", "write_reports_index", "run_header", "show", "Finding",
            "key_findings", "escape_markdown", "write_text_atomic", "read_run_table", "read_run_json", "neutralize_formula", "write_people_csv", "figure", "figure_html", "ReportTable"]
@@ -316,6 +316,9 @@ def render_notebook(executed: str | Path, html_path: str | Path, *, title: str,
     html_path = Path(html_path)
     nb = nbformat.read(str(executed), as_version=4)
     nb = _clean_for_stakeholders(nb)
+    for cell in nb.cells:  # the notebook's Markdown is English; the page is in the run's language
+        if cell.cell_type == "markdown":
+            cell.source = translate_markdown(cell.source)
     tags = TagRemovePreprocessor(remove_cell_tags=_HIDDEN_TAGS, enabled=True)
     exporter = HTMLExporter(template_name="crm", extra_template_basedirs=[str(TEMPLATES_DIR)],
                             exclude_input=True, exclude_output_prompt=True, exclude_input_prompt=True)
@@ -863,7 +866,7 @@ def show(df: pd.DataFrame | Any, *, kinds: dict[str, str] | None = None, currenc
     kinds = {c: k for c, k in (kinds or {}).items() if c in view.columns}
     formatted = format_frame(view, kinds, currency=currency)
     numeric = [c for c in view.columns
-               if c in kinds or (pd.api.types.is_numeric_dtype(view[c]) and not pd.api.types.is_bool_dtype(view[c]))]
+               if (c in kinds and kinds[c] != "label") or (pd.api.types.is_numeric_dtype(view[c]) and not pd.api.types.is_bool_dtype(view[c]))]
     for col in formatted.columns:
         if col not in kinds:
             formatted[col] = [_cell_text(v) for v in formatted[col]]

@@ -51,6 +51,7 @@ from typing import Any, Iterator, TextIO
 
 from crmlib import report
 from crmlib.engine import make_scratch_dir, remove_scratch_dir, remove_stale_scratch
+from crmlib.i18n import N_, _, set_language
 from crmlib.params import load_params, plain_name_problem, public_params
 from crmlib.status import read_warnings
 
@@ -98,14 +99,14 @@ class Stage:
 _KIND_TABLES = ("orders", "events", "touchpoints", "spend", "experiments", "surveys")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
-    Stage("ingest", "Ingest and identity resolution", input_kinds=("orders",),
+    Stage("ingest", N_("Ingest and identity resolution"), input_kinds=("orders",),
           writes=("customers", "identity_map", "identity_links", "quarantine", *_KIND_TABLES)),
-    Stage("segmentation", "Segmentation and customer lifetime value", needs=(("orders",),),
+    Stage("segmentation", N_("Segmentation and customer lifetime value"), needs=(("orders",),),
           uses=("customers", "surveys"), writes=("rfm", "clv", "audiences")),
-    Stage("roi", "ROI and attribution", needs=(("orders",), ("touchpoints", "spend")),
+    Stage("roi", N_("ROI and attribution"), needs=(("orders",), ("touchpoints", "spend")),
           uses=("clv", "identity_map", "events"),
           writes=("attribution", "roi", "mmm", "roi_budget", "roi_disagreement")),
-    Stage("ab_tests", "A/B and holdout experiments", needs=(("experiments",), ("orders",)),
+    Stage("ab_tests", N_("A/B and holdout experiments"), needs=(("experiments",), ("orders",)),
           uses=("events", "spend", "roi"), writes=("ab_results",)),
 )}
 
@@ -558,6 +559,7 @@ def run_pipeline(
     err = err or sys.stderr
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
     params = load_params(params_path)
+    set_language(params["run"]["language"])
     unknown = sorted(set(only or []) - set(STAGES))
     if unknown:
         raise UsageError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
@@ -721,12 +723,12 @@ def _run_stages(params: dict, *, run_id: str, only: list[str] | None, notebooks_
             indented = "\n".join("  " + line for line in rec.error.splitlines())
             print(f"crm run: stage {stage.name} failed:\n{indented}", file=err, flush=True)
 
-    pages = [(rec.html, STAGES[rec.stage].title) for rec in result.stages if rec.html]
+    pages = [(rec.html, _(STAGES[rec.stage].title)) for rec in result.stages if rec.html]
     for rec in result.stages:
         if rec.html:
             report.render_notebook(work_dir / rec.notebook, work_dir / rec.html,
-                                   title=f"{STAGES[rec.stage].title} - {run_id}", nav=pages,
-                                   language=str(params["run"].get("language") or "en"))
+                                   title=f"{_(STAGES[rec.stage].title)} - {run_id}", nav=pages,
+                                   language=params["run"]["language"])
 
     ended = dt.datetime.now(dt.timezone.utc)
     manifest.update({
