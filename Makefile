@@ -12,7 +12,7 @@ CUSTOMERS ?= 5000
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: env run test test-fast bench bench-peers sample clean
+.PHONY: env run test test-fast bench bench-peers sample clean messages
 
 env: $(STAMP)
 
@@ -38,6 +38,12 @@ test: data/sample/truth/README.md
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not pipeline"
 
+# Report text: extract every message (code and notebook Markdown) into crmlib/locale/crmlib.pot, merge it
+# into each language's crmlib.po (translate the empty msgstr entries there), then check none is missing.
+messages: $(STAMP)
+	$(PY) -m crmlib.i18n extract
+	$(PY) -m crmlib.i18n check
+
 # The tools we compare against cannot share our environment (lifetimes breaks on pandas 3;
 # ChannelAttribution is GPL): they live in .venv-peers, which bench-peers builds.
 PEERS := .venv-peers
@@ -49,11 +55,13 @@ bench: $(STAMP)
 	$(PY) bench/attribution.py --ca-python $(PEERS_PY)
 	$(PY) bench/abtest.py
 
-bench-peers: $(PEERS)/.installed bench
+# A peer that is missing or fails makes this target fail (CRM_BENCH_REQUIRE_PEERS): it promises a comparison.
+bench-peers: $(PEERS)/.installed
+	CRM_BENCH_REQUIRE_PEERS=1 $(MAKE) bench
 
 $(PEERS)/.installed:
 	$(PYTHON) -m venv $(PEERS)
-	$(PEERS_PY) -m pip install --quiet "lifetimes==0.11.3" "pandas<2" "numpy<2" "scipy<1.14" "ChannelAttribution"
+	$(PEERS_PY) -m pip install --quiet "lifetimes==0.11.3" "pandas<2" "numpy<2" "scipy<1.14" "matplotlib<3.10" "ChannelAttribution"
 	touch $@
 
 clean:

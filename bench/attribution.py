@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,12 @@ def ca_python(candidate: str | None) -> str | None:
     return None
 
 
+def _missing_peer() -> None:
+    """``make bench-peers`` promises a comparison: without the peer it fails instead of printing a note."""
+    if os.environ.get("CRM_BENCH_REQUIRE_PEERS"):
+        sys.exit("bench/attribution.py: ChannelAttribution was not compared; `make bench-peers` needs it")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--journeys", type=int, default=1_000_000)
@@ -181,10 +188,12 @@ def main() -> None:
     python = ca_python(args.ca_python)
     if python is None:
         print("ChannelAttribution: not importable here or in --ca-python; not compared")
+        _missing_peer()
         return
     configs = [(1e5, 0)] * args.repeat + [(1e5, 1)] + ([(1e7, 0)] if args.ca_converge else [])
     runs = run_channel_attribution(paths, python, configs)
     if runs is None:
+        _missing_peer()
         return
     default = runs[: args.repeat]
     ca_seconds = float(np.median([r["seconds"] for r in default]))

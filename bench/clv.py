@@ -134,6 +134,8 @@ def main() -> None:
     print("crmlib   " + ", ".join(f"{k}={v:.5f}" for k, v in {**ours["bg"], **ours["gg"]}.items()))
 
     lt = run_lifetimes(data, args.lifetimes_python)
+    if lt is None and os.environ.get("CRM_BENCH_REQUIRE_PEERS"):
+        sys.exit("bench/clv.py: lifetimes was not compared; `make bench-peers` needs it (.venv-peers)")
     if lt is None:
         return
     print(
