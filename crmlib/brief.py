@@ -18,12 +18,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote
 
 import pandas as pd
 
-from crmlib.i18n import _
-from crmlib.present import fmt_count, fmt_money, fmt_percent, fmt_ratio
-from crmlib.report import write_text_atomic
+from crmlib.i18n import N_, _
+from crmlib.present import fmt_count, fmt_label, fmt_money, fmt_percent, fmt_ratio
+from crmlib.report import stage_label, write_text_atomic
 from crmlib.status import read_warnings
 
 __all__ = ["Finding", "Kpi", "Brief", "build_brief", "findings", "kpis", "reconciliation", "run_history",
@@ -43,6 +44,9 @@ MIN_COST_SHARE = 0.01
 VALUABLE_QUANTILE = 0.75
 
 _OK_STATUSES = ("ok", "ok_with_warnings")
+# section headings of the stage pages that findings link to (more in the calls to _Run.section)
+_SEGMENTS_HEADING = N_("Segments")
+_VERDICTS_HEADING = N_("Verdicts")
 _UNIT_WORDS = {"D": "days", "W": "weeks", "M": "months"}
 
 
@@ -160,8 +164,13 @@ class _Run:
                 return str(s["html"])
         return None
 
-    def section(self, stage: str, *keywords: str) -> list[tuple[str, str]]:
-        """A link to the stage page, to the first heading whose anchor contains one of ``keywords`` if any."""
+    def section(self, stage: str, *headings: str) -> list[tuple[str, str]]:
+        """A link to the stage page, to the section titled by one of ``headings`` if the page has it.
+
+        ``headings`` are English section titles marked with ``N_``, best first (the page's headings are in
+        the run's language): for each in turn, the page heading equal to it in English or translated,
+        else the first one containing it; without any the link goes to the top of the page.
+        """
         page = self.stage_page(stage)
         if page is None:
             return []
@@ -169,13 +178,19 @@ class _Run:
         try:
             text = (self.dir / page).read_text(encoding="utf-8", errors="replace")
             ids = re.findall(r"<h[1-4][^>]*\sid=\"([^\"]+)\"", text)
-            for word in keywords:
-                hit = next((i for i in ids if word.lower() in i.lower()), None)
-                if hit:
-                    href = f"{page}#{hit}"
-                    break
         except OSError:
-            pass
+            ids = []
+
+        def plain(title: str) -> str:  # nbconvert's anchors: the heading, spaces as "-", URL-quoted
+            return unquote(title).replace("-", " ").strip().casefold()
+
+        for heading in headings:
+            wanted = [plain(t) for t in dict.fromkeys((_(heading), heading))]
+            hit = (next((i for w in wanted for i in ids if plain(i) == w), None)
+                   or next((i for w in wanted for i in ids if w in plain(i)), None))
+            if hit:
+                href = f"{page}#{hit}"
+                break
         label = {"ingest": _("Ingest page"), "segmentation": _("Segmentation page"), "roi": _("ROI page"),
                  "ab_tests": _("A/B tests page")}.get(stage, stage)
         return [(href, label)]
@@ -190,7 +205,19 @@ def _num(x: Any) -> float | None:
 
 
 def _names(items: list[str]) -> str:
-    return ", ".join(str(i) for i in items)
+    return _(", ").join(str(i) for i in items)
+
+
+#: Full-width sentence marks: Chinese sets the next sentence right after them, without a space.
+_FULL_WIDTH_END = tuple("。；：！？）」』")
+
+
+def _sentences(*parts: str) -> str:
+    """Sentences as one paragraph: a space after an English sentence, none after a Chinese one."""
+    text = ""
+    for part in (p for p in parts if p):
+        text += ("" if not text or text.endswith(_FULL_WIDTH_END) else " ") + part
+    return text
 
 
 # -- findings ------------------------------------------------------------------------------------------
@@ -205,20 +232,20 @@ def _segments(run: _Run) -> list[Finding]:
         return []
     top = per.iloc[0]
     text = _("{segment} ({n} customers, {share_c} of buyers) bring {share_r} of net revenue up to {as_of} "
-             "({money}).").format(segment=top["segment"], n=fmt_count(top["customers"]),
+             "({money}).").format(segment=fmt_label(top["segment"]), n=fmt_count(top["customers"]),
                                   share_c=fmt_percent(top["customers"] / total_c),
                                   share_r=fmt_percent(top["revenue"] / total_r),
                                   as_of=run.as_of or _("the as-of date"), money=fmt_money(top["revenue"], run.currency))
     if len(per) >= 3:
         top3 = per.head(3)
-        text += " " + _("The top three segments ({names}) bring {share}.").format(
-            names=_names(list(top3["segment"])), share=fmt_percent(top3["revenue"].sum() / total_r))
-    links = run.section("segmentation", "RFM", "segment")
+        text = _sentences(text, _("The top three segments ({names}) bring {share}.").format(
+            names=_names([fmt_label(s) for s in top3["segment"]]), share=fmt_percent(top3["revenue"].sum() / total_r)))
+    links = run.section("segmentation", _SEGMENTS_HEADING, "RFM")
     audience = _audience_file(run, "segment", str(top["segment"]))
     if audience:
         links.append(audience)
     return [Finding("segments", text, _("Keep {segment} in loyalty and early-access campaigns; they carry the "
-                                        "revenue.").format(segment=top["segment"]), links)]
+                                        "revenue.").format(segment=fmt_label(top["segment"])), links)]
 
 
 def _audience_file(run: _Run, kind: str, value: str) -> tuple[str, str] | None:
@@ -265,7 +292,7 @@ def _churn(run: _Run) -> list[Finding]:
              "already stopped buying.").format(
         n=fmt_count(n), total=fmt_count(n_valuable), rule=rule, money=fmt_money(agg["revenue"].iloc[0], run.currency),
         as_of=run.as_of or _("the as-of date"), lapsed=fmt_count(agg["lapsed"].iloc[0]))
-    links = run.section("segmentation", "Churn")
+    links = run.section("segmentation", N_("Churn risk"))
     action = _("Send a win-back offer to the at-risk customers this week, most valuable first.")
     warning_list = run.dir / "audiences" / "churn_warning.csv"
     if (run.dir / "audiences" / "churn_warning.parquet").exists() and warning_list.exists():
@@ -294,7 +321,7 @@ def _roi_channels(run: _Run) -> pd.DataFrame | None:
 
 def _channels(run: _Run) -> list[Finding]:
     out: list[Finding] = []
-    links = run.section("roi", "ROI-by-channel", "ROI")
+    links = run.section("roi", N_("ROI by channel"))
     mmm = run.frame("mmm.parquet") if run.has("mmm.parquet") else None
     per = _roi_channels(run)
     # measured by the media-mix model (causal, with an interval): the stronger evidence, stated first
@@ -308,7 +335,7 @@ def _channels(run: _Run) -> list[Finding]:
             for _i, r in pay.iterrows()]
         if parts:
             out.append(Finding("channels_mmm", _("Measured by the media-mix model: {parts}.").format(
-                parts="; ".join(parts)), _("Keep or raise the budget of {names}.").format(
+                parts=_("; ").join(parts)), _("Keep or raise the budget of {names}.").format(
                 names=_names(list(pay["channel"]))), links))
         if len(lose):
             out.append(Finding("channels_mmm_loss", _("The media-mix model shows {names} returning less than "
@@ -329,12 +356,14 @@ def _channels(run: _Run) -> list[Finding]:
             text = (_("Under all {k} attribution models, {parts} return more than they cost.").format(
                 k=models, parts=_names(parts)) if parts else "")
             if len(lose):
-                text += (" " if text else "") + _("{names} return less than they cost under every model.").format(
-                    names=_names(list(lose["channel"])))
+                text = _sentences(text, _("{names} return less than they cost under every model.").format(
+                    names=_names(list(lose["channel"]))))
             if len(small):
-                text += " " + _("{names} cost under {share} of the spend, so their ROAS does not rank them.").format(
-                    names=_names(list(small["channel"])), share=fmt_percent(MIN_COST_SHARE))
-            text += " " + _("Attribution credits touches; it does not prove the sales would be lost without them.")
+                text = _sentences(text, _("{names} cost under {share} of the spend, so their ROAS does not rank "
+                                          "them.").format(names=_names(list(small["channel"])),
+                                                          share=fmt_percent(MIN_COST_SHARE)))
+            text = _sentences(text, _("Attribution credits touches; it does not prove the sales would be lost "
+                                      "without them."))
             out.append(Finding("channels", text, _("Keep these budgets for now; move money between channels only "
                                                    "on the test below."), links))
     return out
@@ -359,7 +388,7 @@ def _unranked(run: _Run) -> list[Finding]:
     action = _("Settle it with a holdout experiment: pause {channel} ({money} spent) for a random part of the "
                "audience or of the regions for four weeks and compare sales.").format(
         channel=biggest["channel"], money=fmt_money(biggest["spend"], run.currency))
-    return [Finding("unranked", text, action, run.section("roi", "Media-mix", "Budget"))]
+    return [Finding("unranked", text, action, run.section("roi", N_("Media-mix model"), N_("Budget reallocation")))]
 
 
 def _verdicts(run: _Run) -> pd.DataFrame | None:
@@ -409,29 +438,26 @@ def _lift(row: pd.Series) -> str:
 
 
 def _keep_or_stop(open_: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Inconclusive experiments to keep running and to stop, by the verdict table's users per arm: stop when
-    no number of users would confirm the lift, or when it would take more than the A/B stage's stop factor
-    times the users each arm has now. Empty lists when the table does not hold these columns."""
-    if not {"n_more_per_arm", "n_needed_per_arm", "n_control", "n_treatment"} <= set(open_.columns):
+    """Inconclusive experiments to keep running and to stop, as the A/B stage advised in ``ab_verdicts``:
+    its ``action`` column (``keep running`` / ``stop``), or - in a table without it - its users per arm
+    still needed, which the stage fills in only for the experiments worth running on. Empty lists when
+    the table holds neither column (the brief then gives the general advice)."""
+    if "action" in open_.columns:
+        action = open_["action"].astype(str)
+        keep_rows, stop_rows = open_[action == "keep running"], open_[action == "stop"]
+    elif "n_more_per_arm" in open_.columns:
+        more = pd.to_numeric(open_["n_more_per_arm"], errors="coerce")
+        keep_rows, stop_rows = open_[more.notna()], open_[more.isna()]
+    else:
         return [], []
-    from crmlib.abtest.analysis import STOP_FACTOR
-
-    keep, stop = [], []
-    for _i, r in open_.iterrows():
-        more, needed = _num(r["n_more_per_arm"]), _num(r["n_needed_per_arm"])
-        now = min(v for v in (_num(r["n_control"]), _num(r["n_treatment"]), float("inf")) if v is not None)
-        if more is not None and (needed is None or needed <= STOP_FACTOR * now):
-            keep.append(str(r["experiment_id"]))
-        else:
-            stop.append(str(r["experiment_id"]))
-    return keep, stop
+    return [str(e) for e in keep_rows["experiment_id"]], [str(e) for e in stop_rows["experiment_id"]]
 
 
 def _experiments(run: _Run) -> list[Finding]:
     table = _verdicts(run)
     if table is None or table.empty:
         return []
-    links = run.section("ab_tests", "Verdict")
+    links = run.section("ab_tests", _VERDICTS_HEADING)
     out: list[Finding] = []
     verdict = table["verdict"].astype(str)
     ship = table[verdict == "ship"]
@@ -439,7 +465,7 @@ def _experiments(run: _Run) -> list[Finding]:
         parts = [_("ship {experiment} ({lift}); no guardrail harmed").format(experiment=r["experiment_id"],
                                                                              lift=_lift(r))
                  for _i, r in ship.iterrows()]
-        out.append(Finding("ab_ship", _("Experiments with a winner: {parts}.").format(parts="; ".join(parts)),
+        out.append(Finding("ab_ship", _("Experiments with a winner: {parts}.").format(parts=_("; ").join(parts)),
                            _("Roll out the winning variant of {names}.").format(
                                names=_names(list(ship["experiment_id"]))),
                            links))
@@ -449,7 +475,7 @@ def _experiments(run: _Run) -> list[Finding]:
                                                     reason=str(r.get("reason") or _lift(r)))
                  for _i, r in stop.iterrows()]
         out.append(Finding("ab_stop", _("Do not ship {names}. {parts}.").format(
-            names=_names(list(stop["experiment_id"])), parts="; ".join(parts)),
+            names=_names(list(stop["experiment_id"])), parts=_("; ").join(parts)),
             _("Stop these experiments and keep the current version."), links))
     open_ = table[verdict == "inconclusive"]
     if len(open_):
@@ -466,29 +492,29 @@ def _experiments(run: _Run) -> list[Finding]:
                          if lift else _("{experiment}: {step}").format(experiment=r["experiment_id"], step=step))
         keep, stop_now = _keep_or_stop(open_)
         if keep or stop_now:
-            action = " ".join(([_("Keep running {names}.").format(names=_names(keep))] if keep else [])
-                              + ([_("Stop {names}: treat the change as having no effect.").format(
-                                  names=_names(stop_now))] if stop_now else []))
+            action = _sentences(_("Keep running {names}.").format(names=_names(keep)) if keep else "",
+                                _("Stop {names}: treat the change as having no effect.").format(
+                                    names=_names(stop_now)) if stop_now else "")
         else:
             action = _("Keep running the experiments that can still be settled; stop the others.")
         out.append(Finding("ab_open", _("No winner yet in {n} experiment(s). {parts}.").format(
-            n=fmt_count(len(open_)), parts="; ".join(parts)), action, links))
+            n=fmt_count(len(open_)), parts=_("; ").join(parts)), action, links))
     blocked = table[verdict.str.startswith("blocked")]
     if len(blocked):
         out.append(Finding("ab_blocked", _("{names}: the traffic split differs from the design (sample-ratio "
                                            "mismatch), so no effect estimate can be trusted.").format(
             names=_names(list(blocked["experiment_id"]))),
             _("Fix the assignment or the logging, then restart the experiment."),
-            run.section("ab_tests", "Sample-ratio", "Verdict")))
+            run.section("ab_tests", N_("Sample-ratio check"), _VERDICTS_HEADING)))
     return out
 
 
 def _health(run: _Run) -> list[Finding]:
     stages = run.manifest.get("stages") or []
-    failed = [s["stage"] for s in stages if s.get("status") == "failed"]
-    skipped = [s["stage"] for s in stages if s.get("status") == "skipped"
+    failed = [stage_label(s["stage"]) for s in stages if s.get("status") == "failed"]
+    skipped = [stage_label(s["stage"]) for s in stages if s.get("status") == "skipped"
                and not str(s.get("reason") or "").startswith("not selected")]
-    reused = [s["stage"] for s in stages if s.get("status") == "skipped"
+    reused = [stage_label(s["stage"]) for s in stages if s.get("status") == "skipped"
               and str(s.get("reason") or "").startswith("not selected")]
     warnings = read_warnings(run.dir)
     quarantine = None
@@ -508,7 +534,9 @@ def _health(run: _Run) -> list[Finding]:
         parts.append(_("Stage(s) {names} were not selected: their findings come from the tables of run {run}.").format(
             names=_names(reused), run=run.manifest["based_on"]))
     if warnings:
-        steps = [f"{w.get('step')} ({w.get('stage')})" for w in warnings]
+        # step names are English codes (N_) until shown
+        steps = [_("{step} ({stage})").format(step=_(str(w.get("step") or "")), stage=stage_label(w.get("stage")))
+                 for w in warnings]
         parts.append(_("{n} model step(s) could not be computed on this data: {steps}.").format(
             n=fmt_count(len(warnings)), steps=_names(steps)))
     if not parts:
@@ -525,7 +553,7 @@ def _health(run: _Run) -> list[Finding]:
         action = _("See below why the stages did not run; add the missing inputs to get their findings.")
     else:
         action = _("Nothing to fix in the data this week.")
-    return [Finding("health", " ".join(parts), action, [("#stages", _("Stages and warnings"))])]
+    return [Finding("health", _sentences(*parts), action, [("#stages", _("Stages and warnings"))])]
 
 
 _FINDERS: list[tuple[str, tuple[str, ...], Callable[[_Run], list[Finding]]]] = [
@@ -769,9 +797,9 @@ def reconciliation(run: _Run, orders: dict[str, float]) -> dict[str, list[tuple[
             journeys = {}
     summary = journeys.get("summary") or {}
     lookback = _num((journeys.get("conventions") or {}).get("lookback_days"))
-    ingest = run.section("ingest", "Orders", "Customers")
-    seg = run.section("segmentation", "RFM")
-    roi = run.section("roi", "Journeys")
+    ingest = run.section("ingest", N_("Orders and revenue per month by channel"), N_("One customer per person"))
+    seg = run.section("segmentation", _SEGMENTS_HEADING, "RFM")
+    roi = run.section("roi", N_("Customer journeys"))
     zero = orders["rows"] - orders["purchases"] - orders["refunds"]
     rows_o = [(_("order rows loaded (purchases and refunds)"), fmt_count(orders["rows"]), ingest),
               (_("minus refund rows"), fmt_count(orders["refunds"]), [])]

@@ -13,6 +13,7 @@ report is rendered, so the notebooks stay readable English for analysts.
 Maintaining the catalog (``make messages``)::
 
     python -m crmlib.i18n extract   # code + notebooks -> crmlib/locale/crmlib.pot, merged into each .po
+                                    # (partial .po files beside crmlib.po are folded in and removed)
     python -m crmlib.i18n check     # every message translated, placeholders kept; exit 1 otherwise
 """
 
@@ -197,9 +198,19 @@ def _update_catalogs() -> None:
             from babel.messages.catalog import Catalog
             catalog = Catalog(locale=lang.replace("-", "_"), domain=DOMAIN)
         catalog.update(template, no_fuzzy_matching=True)
+        parts = [p for p in _catalog_paths(lang) if p != path]
+        for part in parts:  # partial catalogs dropped beside crmlib.po (one per contributor) fold into it
+            with part.open("rb") as fh:
+                for msg in read_po(fh, locale=lang.replace("-", "_")):
+                    target = catalog.get(msg.id) if msg.id else None
+                    if target is not None and msg.string and not target.string:
+                        target.string = msg.string
+                        target.flags.discard("fuzzy")
         with path.open("wb") as fh:
             write_po(fh, catalog, width=100, omit_header=True, ignore_obsolete=True,
                      include_previous=False)
+        for part in parts:
+            part.unlink()
         print(f"{path}: {sum(1 for m in catalog if m.id)} messages, "
               f"{sum(1 for m in catalog if m.id and not m.string)} untranslated")
 

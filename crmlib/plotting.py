@@ -164,8 +164,11 @@ def use_report_style(*, where: Any = None, stage: str | None = None, warn_withou
         matplotlib.rcParams["font.family"] = "sans-serif"
         matplotlib.rcParams["font.sans-serif"] = [cjk, "DejaVu Sans"]
         return cjk
-    message = ("No Chinese-capable font found: Chinese channel, campaign or city names in the charts show as "
-               "empty boxes. Reinstall the project (pip install -e .) to get the noto-cjk-sans-otc package.")
+    from crmlib.i18n import N_, _
+
+    # the run page lists this warning, so it is written in the report's language
+    message = _("No Chinese-capable font found: Chinese channel, campaign or city names in the charts show as "
+                "empty boxes. Reinstall the project (pip install -e .) to get the noto-cjk-sans-otc package.")
     global _cjk_warned
     if warn_without_cjk and not _cjk_warned:
         _cjk_warned = True
@@ -173,7 +176,7 @@ def use_report_style(*, where: Any = None, stage: str | None = None, warn_withou
     if where is not None:
         from crmlib.status import record_warning
 
-        record_warning(where, stage or "report", "chart font", message)
+        record_warning(where, stage or "report", N_("chart font"), message)
     return None
 
 

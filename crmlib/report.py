@@ -20,10 +20,34 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crmlib.i18n import _, translate_markdown
+from crmlib.i18n import N_, _, translate_markdown
 
 __all__ = ["render_notebook", "write_run_index", "write_reports_index", "run_header", "show", "Finding",
-           "key_findings", "escape_markdown", "write_text_atomic", "read_run_table", "read_run_json", "neutralize_formula", "write_people_csv", "figure", "figure_html", "ReportTable"]
+           "key_findings", "escape_markdown", "write_text_atomic", "read_run_table", "read_run_json", "neutralize_formula", "write_people_csv", "figure", "figure_html", "ReportTable",
+           "stage_label", "kind_label"]
+
+#: Stage names (``crmlib.runner.STAGES``) as the run page and the reports index call them; the English
+#: label is the stage's code, so English pages read as the console does.
+_STAGE_LABELS = {"ingest": N_("ingest"), "segmentation": N_("segmentation"), "roi": N_("roi"),
+                 "ab_tests": N_("ab_tests")}
+#: Input kinds (``crmlib.params.KINDS``) as the pages name them.
+_KIND_LABELS = {"contacts": N_("contacts"), "orders": N_("orders"), "events": N_("events"),
+                "touchpoints": N_("touchpoints"), "spend": N_("spend"), "experiments": N_("experiments"),
+                "surveys": N_("surveys"), "order_lines": N_("order_lines")}
+#: Where a run's as-of date came from (``tables/as_of.json``'s ``source``).
+_AS_OF_SOURCES = {"params": N_("params"), "latest order": N_("latest order")}
+
+
+def stage_label(stage: Any) -> str:
+    """A stage's name in the report's language (``segmentation`` -> ``客群细分``); other names as they are."""
+    name = str(stage)
+    return _(_STAGE_LABELS[name]) if name in _STAGE_LABELS else name
+
+
+def kind_label(kind: Any) -> str:
+    """An input kind in the report's language (``touchpoints`` -> ``触点``); other names as they are."""
+    name = str(kind)
+    return _(_KIND_LABELS[name]) if name in _KIND_LABELS else name
 
 _HIDDEN_TAGS = ("parameters", "injected-parameters", "remove-cell")
 
@@ -92,11 +116,13 @@ def _clean_for_stakeholders(nb: Any) -> Any:
 #: nbconvert template for stage pages: the lab look without CDN scripts, plus the navigation bar.
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
+# 'CRM CJK' leads the page stacks: it holds only the page's Chinese glyphs, so Latin text still falls through
+# to system-ui; behind system-ui, Chromium on a machine without a CJK font drew some Chinese runs as boxes
 _NAV_CSS = """
 .crm-nav{display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;align-items:baseline;padding:.55rem 1rem;margin:0 0 1rem;
 border-bottom:1px solid #d0d7de;background:#f6f8fa;font-size:.95rem;font-family:var(--jp-ui-font-family)}
-:root{--jp-ui-font-family:system-ui,-apple-system,blinkmacsystemfont,'Segoe UI',helvetica,arial,'CRM CJK',sans-serif;
---jp-content-font-family:system-ui,-apple-system,blinkmacsystemfont,'Segoe UI',helvetica,arial,'CRM CJK',sans-serif;
+:root{--jp-ui-font-family:'CRM CJK',system-ui,-apple-system,blinkmacsystemfont,'Segoe UI',helvetica,arial,sans-serif;
+--jp-content-font-family:'CRM CJK',system-ui,-apple-system,blinkmacsystemfont,'Segoe UI',helvetica,arial,sans-serif;
 --jp-code-font-family:menlo,consolas,'DejaVu Sans Mono','CRM CJK',monospace}
 .crm-nav a{color:#0969da;text-decoration:none}.crm-nav a:hover{text-decoration:underline}
 .crm-nav .crm-nav-current{font-weight:600;color:#1f2328}
@@ -522,7 +548,7 @@ def _inputs_html(manifest: dict) -> str:
         q = quality.get(source) or {}
         cells = "".join(f"<td class='num'>{e(fmt_count(q.get(c)))}</td>"
                         for c in ("rows_read", "rows_loaded", "rows_quarantined", "duplicates_dropped"))
-        rows.append(f"<tr><td>{e(source)}</td><td>{e(str(item.get('kind') or ''))}</td>"
+        rows.append(f"<tr><td>{e(source)}</td><td>{e(kind_label(item.get('kind') or ''))}</td>"
                     f"<td>{e(Path(str(item.get('path') or '')).name)}</td>{cells}</tr>")
     if not rows:
         return ""
@@ -536,9 +562,11 @@ def _inputs_html(manifest: dict) -> str:
 
 
 def _status_html(status: str) -> str:
-    """A stage or run status in plain words, styled by its class."""
+    """A stage or run status in plain words of the report's language, styled by its class."""
+    from crmlib.status import status_words
+
     status = str(status)
-    return f"<span class='{html.escape(status)}'>{html.escape(status.replace('_', ' '))}</span>"
+    return f"<span class='{html.escape(status)}'>{html.escape(status_words(status))}</span>"
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -567,9 +595,12 @@ def read_run_json(run_dir: str | Path, name: str) -> Any:
 def _as_of_text(manifest: dict) -> str:
     as_of = manifest.get("as_of")
     if isinstance(as_of, dict) and as_of.get("as_of"):
-        source = f" ({as_of['source']})" if as_of.get("source") else ""
-        return f"{as_of['as_of']}{source}"
-    return str(manifest.get("params", {}).get("run", {}).get("as_of") or "latest order date")
+        if not as_of.get("source"):
+            return str(as_of["as_of"])
+        source = str(as_of["source"])
+        return _("{date} ({source})").format(date=as_of["as_of"],
+                                            source=_(_AS_OF_SOURCES[source]) if source in _AS_OF_SOURCES else source)
+    return str(manifest.get("params", {}).get("run", {}).get("as_of") or _("latest order date"))
 
 
 def write_run_index(run_dir: str | Path, manifest: dict, *, history_dir: str | Path | None = None) -> Path:
@@ -615,21 +646,33 @@ def write_run_index(run_dir: str | Path, manifest: dict, *, history_dir: str | P
                      "notebooks (.ipynb) beside this page are the debugging record."),
     }.items()}
     rows, warnings = [], []
+    seconds = _("{seconds} s")
     for s in manifest.get("stages", []):
-        link = f"<a href='{e(s['html'])}'>{e(s['stage'])}</a>" if s.get("html") else e(s["stage"])
-        dur = f"{s['duration_s']:.1f} s" if s.get("duration_s") is not None else ""
-        note = s.get("reason") or ""
+        label = stage_label(s["stage"])
+        link = f"<a href='{e(s['html'])}'>{e(label)}</a>" if s.get("html") else e(label)
+        dur = seconds.format(seconds=f"{s['duration_s']:.1f}") if s.get("duration_s") is not None else ""
+        # reason_text: the reason in the run's language (runs before it have the English reason only)
+        note = s.get("reason_text") or s.get("reason") or ""
         if s.get("warnings"):
             note = _("{n} warning(s), listed below").format(n=len(s["warnings"]))
         rows.append(f"<tr><td>{link}</td><td>{_status_html(s['status'])}</td>"
-                    f"<td class='num'>{dur}</td><td>{e(note)}</td></tr>")
-        warnings += [f"<li><b>{e(s['stage'])}</b> &middot; {e(str(w.get('step') or ''))}: "
+                    f"<td class='num'>{e(dur)}</td><td>{e(note)}</td></tr>")
+        # step names are English codes (N_) until shown; messages were written in the run's language
+        warnings += [f"<li><b>{e(label)}</b> &middot; {e(_(str(w.get('step') or '')))}: "
                      f"{e(str(w.get('message') or ''))}</li>" for w in s.get("warnings") or []]
     failed_title, operator_text = _("{stage} failed"), _("Warning: {message}.")
+
+    def error_text(stage: dict) -> str:
+        # a stage failed by the runner (a needed table missing) has our own reason as its error: shown
+        # in the run's language; an exception's text is shown as it was raised
+        same = stage.get("reason_text") and stage.get("error") == stage.get("reason")
+        return str(stage["reason_text"] if same else stage["error"])
+
     errors = "".join(
-        f"<h3>{e(failed_title.format(stage=s['stage']))}</h3><pre class='error'>{e(s['error'])}</pre>"
+        f"<h3>{e(failed_title.format(stage=stage_label(s['stage'])))}</h3><pre class='error'>{e(error_text(s))}</pre>"
         for s in manifest.get("stages", []) if s.get("status") == "failed" and s.get("error"))
-    operator = "".join(f"<p class='warning'>{e(operator_text.format(message=w))}</p>"
+    # operator warnings are fixed messages (N_) stored in English: translated here
+    operator = "".join(f"<p class='warning'>{e(operator_text.format(message=_(str(w))))}</p>"
                        for w in manifest.get("operator_warnings") or [])
     based = (f"<p>{t['based']} "
              f"<a href='../{e(manifest['based_on'])}/index.html'><code>{e(manifest['based_on'])}</code></a>.</p>"
@@ -679,32 +722,40 @@ def write_reports_index(output_dir: str | Path) -> Path:
         runs.append((str(m.get("started", "")), manifest_path.parent.name, m))
     runs.sort(key=lambda r: (r[0], r[1]), reverse=True)
     rows = []
+    # the page is written in the language of the run that rewrites it; each run's own page keeps its language
+    failed_in, seconds = _("(stage {stage})"), _("{seconds} s")
+    only_note = _("ran only {ran}; {not_run} skipped, not selected (tables from run {run})")
+    only_note_nothing = _("ran only {ran}; {not_run} skipped, not selected (tables not available)")
     for started, folder, m in runs:
         status = m.get("status", "?")
-        detail = f" (stage {e(str(m['failed_stage']))})" if m.get("failed_stage") else ""
+        detail = f" {e(failed_in.format(stage=stage_label(m['failed_stage'])))}" if m.get("failed_stage") else ""
         stages = m.get("stages") or []
-        not_run = [s["stage"] for s in stages if s.get("status") == "skipped"
+        not_run = [stage_label(s["stage"]) for s in stages if s.get("status") == "skipped"
                    and str(s.get("reason", "")).startswith("not selected")]
         if not_run:
-            ran = [s["stage"] for s in stages if s.get("status") != "skipped"]
-            source = f"from run {e(m['based_on'])}" if m.get("based_on") else "not available"
-            detail += (f"<br><small>ran only {e(', '.join(ran) or 'nothing')}; {e(', '.join(not_run))} "
-                       f"skipped, not selected (tables {source})</small>")
+            ran = [stage_label(s["stage"]) for s in stages if s.get("status") != "skipped"]
+            names = {"ran": _(", ").join(ran) or _("nothing"), "not_run": _(", ").join(not_run)}
+            note = (only_note.format(run=m["based_on"], **names) if m.get("based_on")
+                    else only_note_nothing.format(**names))
+            detail += f"<br><small>{e(note)}</small>"
         as_of = _as_of_text(m) if (m.get("as_of") or m.get("params", {}).get("run", {}).get("as_of")) else ""
+        duration = seconds.format(seconds=m["duration_s"]) if m.get("duration_s") is not None else ""
         rows.append(
             f"<tr class='{'failed-run' if status == 'failed' else ''}'>"
             f"<td><a href='{e(folder)}/index.html'>{e(str(m.get('run_id', folder)))}</a></td>"
             f"<td>{e(str(m.get('run_name', '')))}</td><td>{e(as_of)}</td>"
             f"<td>{e(started[:19].replace('T', ' '))}</td>"
-            f"<td class='num'>{e(str(m.get('duration_s', '')))} s</td>"
+            f"<td class='num'>{e(duration)}</td>"
             f"<td>{_status_html(status)}{detail}</td></tr>")
-    body = ("<h1>CRM analytics runs</h1>"
-            f"<p class='sub'>{len(runs)} run(s), newest first. Updated "
-            f"{dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC.</p>"
-            "<table><tr><th>run</th><th>params</th><th>as of</th><th>started (UTC)</th><th>duration</th>"
-            f"<th>status</th></tr>{''.join(rows)}</table>")
+    title = _("CRM analytics runs")
+    sub = _("{n} run(s), newest first. Updated {time} UTC.").format(
+        n=len(runs), time=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"))
+    head = "".join(f"<th>{e(h)}</th>" for h in (_("run"), _("params"), _("as of"), _("started (UTC)"),
+                                                _("duration"), _("status")))
+    body = (f"<h1>{e(title)}</h1><p class='sub'>{e(sub)}</p>"
+            f"<table><tr>{head}</tr>{''.join(rows)}</table>")
     path = output_dir / "index.html"
-    write_text_atomic(path, _page("CRM analytics runs", body))
+    write_text_atomic(path, _page(title, body))
     return path
 
 
@@ -718,15 +769,21 @@ def run_header(ctx: Any) -> Any:
 
     p = ctx.params
     esc = escape_markdown
+    label = {k: esc(v) for k, v in {
+        "run": _("Run"), "params": _("params"), "as_of": _("as of"), "time_zone": _("time zone"),
+        "currency": _("currency"), "source": _("source"), "kind": _("kind"), "file": _("file")}.items()}
+    as_of = p["run"]["as_of"] or _("latest order date")
     lines = [
-        f"**Run** {esc(ctx.run_dir.name.removeprefix('.tmp-'))} &middot; **params** {esc(Path(p['_path']).name)} "
-        f"&middot; **as of** {esc(p['run']['as_of'] or 'latest order date')} &middot; **time zone** "
-        f"{esc(p['run']['timezone'])} &middot; **currency** {esc(p['run']['currency'])}",
+        f"**{label['run']}** {esc(ctx.run_dir.name.removeprefix('.tmp-'))} &middot; **{label['params']}** "
+        f"{esc(Path(p['_path']).name)} &middot; **{label['as_of']}** "
+        f"{esc(as_of)} &middot; **{label['time_zone']}** "
+        f"{esc(p['run']['timezone'])} &middot; **{label['currency']}** {esc(p['run']['currency'])}",
         "",
-        "| source | kind | file |",
+        f"| {label['source']} | {label['kind']} | {label['file']} |",
         "|---|---|---|",
     ]
-    lines += [f"| {esc(s['name'])} | {esc(s['kind'])} | {esc(Path(s['path']).name)} |" for s in p["sources"]]
+    lines += [f"| {esc(s['name'])} | {esc(kind_label(s['kind']))} | {esc(Path(s['path']).name)} |"
+              for s in p["sources"]]
     return Markdown("\n".join(lines))
 
 
@@ -852,11 +909,13 @@ def show(df: pd.DataFrame | Any, *, kinds: dict[str, str] | None = None, currenc
 
     del digits  # formats come from the presentation layer now
     if df is None:
-        return Markdown(f"*{escape_markdown(caption or _('This table'))}: {escape_markdown(_('not available for this run.'))}*")
+        return Markdown("*" + escape_markdown(_("{table}: not available for this run.").format(
+            table=caption or _("This table"))) + "*")
     if not isinstance(df, pd.DataFrame):
         return df
     if df.empty:
-        return Markdown(f"*{escape_markdown(caption or _('Nothing to show'))}: {escape_markdown(_('no rows.'))}*")
+        return Markdown("*" + escape_markdown(_("{table}: no rows.").format(table=caption or _("Nothing to show")))
+                        + "*")
     if download is not None and (run_dir is None or not _DOWNLOAD_NAME.fullmatch(download)):
         raise ValueError(f"show(download={download!r}) needs run_dir and a plain file name "
                          "(letters, digits, '_', '-', '.')")
@@ -890,12 +949,14 @@ def show(df: pd.DataFrame | Any, *, kinds: dict[str, str] | None = None, currenc
         folder.mkdir(parents=True, exist_ok=True)
         downloads["csv"] = write_people_csv(full, folder / f"{download}.csv")
         downloads["xlsx"] = _write_xlsx(full, folder / f"{download}.xlsx")
-        links = (f" &middot; {e(_('full table'))}: "
+        full_table = _("full table:")
+        links = (f" &middot; {e(full_table)} "
                  f"<a href='downloads/{e(download)}.csv' download>CSV</a> &middot; "
                  f"<a href='downloads/{e(download)}.xlsx' download>Excel</a>")
     caption_html = ""
     if caption or notes or links:
-        extra = f" <span style='color:#57606a;font-weight:normal'>({e('; '.join(notes))})</span>" if notes else ""
+        joined = _("; ").join(notes)
+        extra = f" <span style='color:#57606a;font-weight:normal'>({e(joined)})</span>" if notes else ""
         caption_html = (f"<caption style='caption-side:top;text-align:left;font-weight:600;padding:.3rem 0'>"
                         f"{e(caption or '')}{extra}<span style='font-weight:normal'>{links}</span></caption>")
     table = (f"<table class='crm-table' style='border-collapse:collapse;font-size:.92rem'>{caption_html}"
@@ -925,9 +986,10 @@ def key_findings(findings: list[Finding | str], *, empty: str) -> Any:
     if not findings:
         return HTML(f"<p><em>{html.escape(empty)}</em></p>")
     items = []
+    decision = _("{decision}.")  # "Ship." / "上线。": the sentence mark is the language's
     for f in findings:
         if isinstance(f, Finding):
-            lead = f"<b>{html.escape(f.decision)}.</b> " if f.decision else ""
+            lead = f"<b>{html.escape(decision.format(decision=f.decision))}</b> " if f.decision else ""
             items.append(f"<li style='margin:.3rem 0'>{lead}{html.escape(f.text)}</li>")
         else:
             items.append(f"<li style='margin:.3rem 0'>{html.escape(str(f))}</li>")

@@ -53,7 +53,7 @@ from crmlib import report
 from crmlib.engine import make_scratch_dir, remove_scratch_dir, remove_stale_scratch
 from crmlib.i18n import N_, _, set_language
 from crmlib.params import load_params, plain_name_problem, public_params
-from crmlib.status import read_warnings
+from crmlib.status import read_warnings, status_words
 
 __all__ = ["STAGES", "Stage", "StageRecord", "RunResult", "run_pipeline", "discover_notebooks", "NOTEBOOKS_DIR",
            "RunLocked", "RunInterrupted", "UsageError", "LOCK_FILE", "MAX_ERROR_CHARS", "os_error_message"]
@@ -65,6 +65,9 @@ LOCK_FILE = ".crm-run.lock"
 TMP_PREFIX = ".tmp-"
 #: A failed stage's error message is kept (manifest, console) up to this many characters.
 MAX_ERROR_CHARS = 4000
+#: Said on stderr and on the run page (there in the run's language) when customer keys use the default salt.
+DEFAULT_SALT_WARNING = N_("customer keys use the public default salt; set CRM_PII_SALT (or privacy.salt) to a "
+                          "secret value so that keys cannot be recomputed from emails and phones (README, Privacy)")
 #: Files older versions wrote into run folders; they held raw input (PII) and are removed on sight.
 _LEGACY_SCRATCH = (".duckdb_tmp", ".ingest_tmp", "engine.duckdb", "engine.duckdb.wal")
 
@@ -96,7 +99,7 @@ class Stage:
 
 
 #: Tables ingest writes, one per input kind present (contacts become ``customers``).
-_KIND_TABLES = ("orders", "events", "touchpoints", "spend", "experiments", "surveys")
+_KIND_TABLES = ("orders", "events", "touchpoints", "spend", "experiments", "surveys", "order_lines")
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("ingest", N_("Ingest and identity resolution"), input_kinds=("orders",),
@@ -146,7 +149,8 @@ class StageRecord:
     stage: str
     notebook: str | None
     status: str = "pending"  # ok | ok_with_warnings | failed | skipped
-    reason: str | None = None
+    reason: str | None = None  # English, for the console, the scheduler's log and scripts reading the manifest
+    reason_text: str | None = None  # the same reason in the run's language, as the pages show it
     duration_s: float | None = None
     html: str | None = None
     error: str | None = None
@@ -458,13 +462,28 @@ def _writer(table: str) -> str | None:
     return next((s.name for s in STAGES.values() if table in s.writes), None)
 
 
+def _reason(message: str, **values: Any) -> tuple[str, str]:
+    """A stage's skip or fail reason: ``message`` (marked with ``N_``) filled in English for the manifest
+    and the console, and in the run's language for the pages.
+
+    Values named ``stage`` or ``writer`` are stage names and ``kinds`` a list of input kinds: the page
+    shows their labels (``数据接入``, ``触点``) where the console shows the codes.
+    """
+    english = {k: " or ".join(v) if k == "kinds" else v for k, v in values.items()}
+    shown = {k: (_(" or ").join(report.kind_label(x) for x in v) if k == "kinds"
+                 else report.stage_label(v) if k in ("stage", "writer") else v) for k, v in values.items()}
+    return message.format(**english), _(message).format(**shown)
+
+
 def _unmet_needs(stage: Stage, *, kinds: set[str], failed: set[str], ran: set[str],
-                 tables_dir: Path) -> tuple[str, bool] | None:
-    """Why ``stage`` cannot run (None when it can): a needed table of a failed stage, of an input kind the
-    params do not have, or of a stage that did not run in this run and left no copy. The flag says the
-    last case: a table that should be there is not (the run is then incomplete, not just shorter)."""
+                 tables_dir: Path) -> tuple[tuple[str, str], bool] | None:
+    """Why ``stage`` cannot run (None when it can), as :func:`_reason` gives it: a needed table of a
+    failed stage, of an input kind the params do not have, or of a stage that did not run in this run and
+    left no copy. The flag says the last case: a table that should be there is not (the run is then
+    incomplete, not just shorter)."""
+    no_input = N_("no input of kind {kinds} in the params")
     if stage.input_kinds and not kinds.intersection(stage.input_kinds):
-        return f"no input of kind {' or '.join(stage.input_kinds)} in the params", False
+        return _reason(no_input, kinds=list(stage.input_kinds)), False
     for group in stage.needs:
         failed_writers, absent_kinds, missing = [], [], []
         for table in group:
@@ -479,12 +498,13 @@ def _unmet_needs(stage: Stage, *, kinds: set[str], failed: set[str], ran: set[st
                 break  # this table is there (or will be): the group is met
         else:
             if failed_writers:
-                return f"needs tables of the failed stage {failed_writers[0]}", False
+                return _reason(N_("needs tables of the failed stage {stage}"), stage=failed_writers[0]), False
             if missing:
                 table, writer = missing[0]
-                return (f"needs table {table} (written by stage {writer}), which this run does not have "
-                        f"and no earlier successful run left; run {writer} too"), True
-            return f"no input of kind {' or '.join(absent_kinds)} in the params", False
+                return _reason(N_("needs table {table} (written by stage {writer}), which this run does not "
+                                  "have and no earlier successful run left; run {writer} too"),
+                               table=table, writer=writer), True
+            return _reason(no_input, kinds=absent_kinds), False
     return None
 
 
@@ -501,7 +521,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _status_words(status: str) -> str:
-    return status.replace("_", " ")
+    return status_words(status, translate=False)  # the console stays English whatever the run's language
 
 
 # -- the run -------------------------------------------------------------------------------------------------
@@ -628,9 +648,7 @@ def _run_stages(params: dict, *, run_id: str, only: list[str] | None, notebooks_
     salt_source = shown.get("privacy", {}).get("salt_source")
     operator_warnings = []
     if salt_source == "default":
-        operator_warnings.append(
-            "customer keys use the public default salt; set CRM_PII_SALT (or privacy.salt) to a secret value "
-            "so that keys cannot be recomputed from emails and phones (README, Privacy)")
+        operator_warnings.append(DEFAULT_SALT_WARNING)
     for warning in operator_warnings:
         print(f"crm run: warning: {warning}", file=err, flush=True)
     manifest: dict = {
@@ -667,13 +685,17 @@ def _run_stages(params: dict, *, run_id: str, only: list[str] | None, notebooks_
         prefix = f"[{number}/{len(STAGES)}] {stage.name}"
         if only and stage.name not in only:
             rec.status = "skipped"
-            rec.reason = (f"not selected; tables from run {based_on.name}" if based_on else
-                          f"not selected; no earlier run of {params['run']['name']!r} without a failed stage "
-                          "to take its tables from")
+            # "not selected" opens both: the indexes and the brief recognise these stages by it
+            rec.reason, rec.reason_text = (
+                _reason(N_("not selected; tables from run {run}"), run=based_on.name) if based_on else
+                _reason(N_("not selected; no earlier run of {name} without a failed stage to take its tables "
+                           "from"), name=repr(params["run"]["name"])))
         elif nb is None:
-            rec.status, rec.reason = "skipped", f"no notebook for this stage in {notebooks_dir}"
+            rec.status = "skipped"
+            rec.reason, rec.reason_text = _reason(N_("no notebook for this stage in {folder}"),
+                                                  folder=str(notebooks_dir))
         elif (unmet := _unmet_needs(stage, kinds=kinds, failed=failed, ran=ran, tables_dir=work_dir / "tables")):
-            rec.reason, table_missing = unmet
+            (rec.reason, rec.reason_text), table_missing = unmet
             # a stage the operator asked for by name that cannot find its tables is a failed run, not a
             # shorter one: a scheduler must not read "nothing was done" as success
             rec.status = "failed" if table_missing and only else "skipped"

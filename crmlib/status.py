@@ -19,11 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from crmlib.i18n import N_, _
+
 __all__ = [
     "CannotCompute",
     "Unavailable",
     "WARNINGS_FILE",
     "STATUSES",
+    "STATUS_WORDS",
+    "status_words",
     "guard",
     "record_warning",
     "read_warnings",
@@ -33,6 +37,9 @@ __all__ = [
 WARNINGS_FILE = "warnings.jsonl"
 #: A stage's status in the manifest and on the run page.
 STATUSES = ("ok", "ok_with_warnings", "failed", "skipped")
+#: A status (stage or run) in words; the manifest keeps the code, pages show :func:`status_words`.
+STATUS_WORDS = {"ok": N_("ok"), "ok_with_warnings": N_("ok with warnings"), "failed": N_("failed"),
+                "skipped": N_("skipped"), "running": N_("running"), "pending": N_("pending")}
 
 T = TypeVar("T")
 
@@ -60,7 +67,17 @@ class Unavailable:
     def _repr_markdown_(self) -> str:
         from crmlib.report import escape_markdown  # reasons can name channels or experiments: data
 
-        return f"**{escape_markdown(self.step)}: not computed.** {escape_markdown(self.reason)}"
+        # step names are English codes marked N_ where the stage names them; the reason was written in
+        # the run's language when it was raised
+        lead = _("{step}: not computed.").format(step=_(self.step))
+        return f"**{escape_markdown(lead)}** {escape_markdown(self.reason)}"
+
+
+def status_words(status: str, *, translate: bool = True) -> str:
+    """A stage or run status in plain words (``ok with warnings``), in the report's language unless
+    ``translate`` is False (the console and the scheduler's log stay English)."""
+    words = STATUS_WORDS.get(str(status), str(status).replace("_", " "))
+    return _(words) if translate else words
 
 
 def _run_dir(where: Any) -> Path:

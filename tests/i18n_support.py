@@ -24,7 +24,7 @@ KEEP = {
     "App", "SMS", "EDM", "SEM", "SEO", "UTM", "utm", "Noto", "Sans", "CJK", "jsonl", "parquet", "xlsx",
     "csv", "tsv", "yaml", "ipynb", "html", "json", "png", "svg", "crm", "crmlib", "run", "params",
     "as_of", "customer_key", "iOS", "Android", "PC", "Adstock", "Hill", "Weibull", "Beta", "Dirichlet",
-    "Wilson", "Newcombe", "Wald", "CI", "p", "vs", "max", "min", "k",
+    "Wilson", "Newcombe", "Wald", "Satterthwaite", "Delta", "Gamma-Gamma", "BG/NBD", "CI", "p", "vs", "max", "min", "k",
 }
 WORD = re.compile(r"[A-Za-z][A-Za-z_'\-]{2,}")
 _SKIP_TAGS = {"script", "style", "head", "title"}

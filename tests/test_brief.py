@@ -5,6 +5,7 @@ previous successful run with its trend line, and the arithmetic of "How the tota
 import json
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -72,8 +73,8 @@ def _build_run(root: Path, run_id: str = "weekly_now", **manifest_kw) -> tuple[P
     (tables / "roi_journeys.json").write_text(json.dumps({
         "summary": {"conversions": 5, "conversion_value": 500.0, "touched_conversions": 3, "touched_value": 330.0},
         "conventions": {"lookback_days": 30}}))
-    # exp_open needs 2,200 users per arm (1,200 more), within 4x its 1,000 now: keep running; exp_flat would
-    # need 9,000 per arm, 9x as many as now: stop
+    # the A/B stage's advice: exp_open needs 2,200 users per arm (1,200 more): keep running; exp_flat would
+    # need 9,000 per arm, 9x as many as now: stop (the stage leaves n_more_per_arm empty then)
     pd.DataFrame({"experiment_id": ["exp_win", "exp_open", "exp_srm", "exp_flat"],
                   "verdict": ["ship", "inconclusive", "blocked: SRM", "inconclusive"],
                   "primary_metric": ["conversion"] * 4,
@@ -81,7 +82,8 @@ def _build_run(root: Path, run_id: str = "weekly_now", **manifest_kw) -> tuple[P
                   "seq_rel_ci_high": [0.18, 0.11, None, 0.04],
                   "next_step": ["ship treatment", "keep running: about 1,200 more users per arm are needed", "",
                                 "stop: confirming a lift this small would take about 9,000 users per arm"],
-                  "n_more_per_arm": [None, 1200.0, None, 8000.0], "n_needed_per_arm": [None, 2200.0, None, 9000.0],
+                  "action": ["ship", "keep running", "fix the split", "stop"],
+                  "n_more_per_arm": [None, 1200.0, None, None], "n_needed_per_arm": [None, 2200.0, None, 9000.0],
                   "n_control": [1000, 1000, 1000, 1000], "n_treatment": [1000, 1000, 1000, 1000]}
                  ).to_parquet(tables / "ab_verdicts.parquet")
     pd.DataFrame({"audience": ["segment__champions", "churn_risk__high"], "kind": ["segment", "churn_risk"],
@@ -252,3 +254,81 @@ def test_failed_and_skipped_stages_are_said_in_the_last_finding(tmp_path: Path):
     assert "Stage(s) roi failed: their findings are missing." in health.text
     assert "Stage(s) ab_tests did not run: their findings are missing." in health.text
     assert health.action.startswith("Fix the failed stage")
+
+
+@pytest.fixture
+def chinese():
+    """The report language set to zh-CN for one test (pages written while it is set are in Chinese)."""
+    from crmlib.i18n import set_language
+
+    set_language("zh-CN")
+    yield
+    set_language("en")
+
+
+def _visible_text(page: str) -> str:
+    from tests.i18n_support import _Text
+
+    parser = _Text()
+    parser.feed(page)
+    return "\n".join(parser.pieces)
+
+
+def test_run_page_and_reports_index_of_a_chinese_run_are_in_chinese(tmp_path: Path, chinese):
+    from crmlib.i18n import _
+    from crmlib.report import write_reports_index
+    from crmlib.runner import DEFAULT_SALT_WARNING
+    from tests.i18n_support import english_left
+
+    run, manifest = _build_run(tmp_path)
+    # the A/B stage writes its next steps in the run's language; without them the brief words its own
+    verdicts = pd.read_parquet(run / "tables" / "ab_verdicts.parquet").drop(columns=["next_step"])
+    verdicts.to_parquet(run / "tables" / "ab_verdicts.parquet")
+    manifest["operator_warnings"] = [DEFAULT_SALT_WARNING]
+    manifest["stages"][3].update(status="skipped", html=None, reason="no input of kind experiments in the params",
+                                 reason_text=_("no input of kind {kinds} in the params").format(kinds=_("experiments")))
+    manifest["stages"][1]["warnings"] = [{"step": "Gamma-Gamma spend model", "message": "需要 3 位复购客户"}]
+    # the stage page's headings are in Chinese too (nbconvert's anchors: the heading, URL-quoted)
+    headings = [_("Segmentation and customer lifetime value"), _("Segments"), _("Churn risk")]
+    (run / "02_segmentation.html").write_text("".join(f'<h2 id="{quote(h.replace(" ", "-"))}">{h}</h2>'
+                                                      for h in headings), encoding="utf-8")
+    page = write_run_index(run, manifest).read_text(encoding="utf-8")
+    for heading in headings[1:]:
+        assert f"href='02_segmentation.html#{quote(heading)}'" in page
+    assert f"#{quote(headings[0])}'" not in page
+    index = write_reports_index(tmp_path).read_text(encoding="utf-8")
+    assert page.startswith('<!DOCTYPE html>\n<html lang="zh-CN">') and '<html lang="zh-CN">' in index
+    # the only Latin words left: the user's names (channels, experiments, metric, files, run and source),
+    # the time zone, UTC, a model's name and the settings a reader types (CRM_PII_SALT, privacy.salt)
+    data = {"weekly", "weekly_now", "shop", "search", "display", "email", "exp_win", "exp_open", "exp_flat",
+            "exp_srm", "conversion", "Asia", "Shanghai", "audiences", "segment__champions", "churn_warning",
+            "churn_risk__high", "manifest", "sha", "UTC", "Gamma-Gamma", "CRM_PII_SALT", "privacy", "salt",
+            "README"}
+    assert english_left(run / "index.html", data) == []
+    assert english_left(tmp_path / "index.html", data) == []
+    text = _visible_text(page)
+    for english in ("What this run says", "Key measures", "How the totals relate", "Input files and data quality",
+                    "ok", "skipped", "ab_tests", "segmentation", "customers", "marketing cost"):
+        assert _(english) != english and _(english) in text
+    assert _(DEFAULT_SALT_WARNING) in text and DEFAULT_SALT_WARNING not in text
+    assert _("no input of kind {kinds} in the params").format(kinds=_("experiments")) in text
+    # sentences run on without the space English puts after a full stop
+    assert "。 " not in text
+
+
+def test_the_embedded_font_has_every_chinese_character_of_the_run_page(tmp_path: Path, chinese):
+    import base64
+    import io
+
+    from fontTools.ttLib import TTFont
+
+    from crmlib.report import _CJK_CHARS
+
+    run, manifest = _build_run(tmp_path)
+    page = write_run_index(run, manifest).read_text(encoding="utf-8")
+    fonts = re.findall(r"src:url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)", page)
+    assert len(fonts) == 1
+    cmap = TTFont(io.BytesIO(base64.b64decode(fonts[0]))).getBestCmap()
+    chinese_chars = set(_CJK_CHARS.findall(_visible_text(page)))
+    assert len(chinese_chars) > 100  # the page is in Chinese, not a few names
+    assert sorted(c for c in chinese_chars if ord(c) not in cmap) == []

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.pipeline
@@ -81,12 +82,15 @@ class DevTools:
         self._ws.close()
 
 
-@pytest.fixture(scope="module")
-def sample_run(tmp_path_factory) -> Path:
-    """A small sample (300 customers) run through the whole pipeline once, with params/ci.yaml."""
-    base = tmp_path_factory.mktemp("browser_run")
+@pytest.fixture(scope="module", params=["en", "zh-CN"])
+def sample_run(tmp_path_factory, request) -> Path:
+    """A small sample (300 customers) run through the whole pipeline once per report language, with params/ci.yaml."""
+    base = tmp_path_factory.mktemp(f"browser_run_{request.param}")
     (base / "params").mkdir()
-    shutil.copy(ROOT / "params" / "ci.yaml", base / "params" / "ci.yaml")
+    params = yaml.safe_load((ROOT / "params" / "ci.yaml").read_text(encoding="utf-8"))
+    params["run"]["language"] = request.param
+    (base / "params" / "ci.yaml").write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False),
+                                             encoding="utf-8")
     sample = subprocess.run([sys.executable, "-m", "crmlib", "sample", "--out", str(base / "data" / "ci"),
                              "--customers", "300"], capture_output=True, text=True, cwd=base)
     assert sample.returncode == 0, sample.stdout + sample.stderr
@@ -153,6 +157,7 @@ def _open(browser: DevTools, path: Path, screenshot: Path) -> dict:
             caption: (i.closest('figure')?.querySelector('figcaption')?.innerText || '').trim()})),
         scripts: Array.from(document.scripts).map(s => s.src).filter(Boolean),
         sheets: Array.from(document.querySelectorAll('link[rel~=stylesheet]')).map(l => l.href),
+        lang: document.documentElement.lang,
         page_width: document.documentElement.scrollWidth,
         clipped_tables: Array.from(document.querySelectorAll('table')).filter(t =>
             t.getBoundingClientRect().right > document.documentElement.clientWidth + 1
@@ -192,7 +197,8 @@ def pages(sample_run: Path, browser: DevTools, tmp_path_factory, request) -> dic
     """Every page of the run (the reports index, the run page, each stage page), opened once."""
     # pytest keeps its last three temp folders only; CRM_SCREENSHOTS_DIR keeps the screenshots for longer
     keep = os.environ.get("CRM_SCREENSHOTS_DIR")
-    shots = Path(keep) if keep else tmp_path_factory.mktemp("screenshots")
+    language = json.loads((sample_run / "manifest.json").read_text(encoding="utf-8"))["params"]["run"]["language"]
+    shots = (Path(keep) / language) if keep else tmp_path_factory.mktemp(f"screenshots_{language}")
     shots.mkdir(parents=True, exist_ok=True)
     paths = [sample_run.parent / "index.html", sample_run / "index.html",
              *sorted(p for p in sample_run.glob("*.html") if p.name != "index.html")]
@@ -265,6 +271,18 @@ def test_stage_pages_link_to_the_run_page_and_each_other(pages, sample_run):
         assert nav[1:] == [other for other in stage_pages if other != name], f"{name}: {nav}"
     run_page_links = {Path(urlparse(h).path).name for h in pages[sample_run / "index.html"]["links"]}
     assert set(stage_pages) <= run_page_links
+
+
+def test_pages_are_in_the_run_language(pages, sample_run):
+    from tests.i18n_support import data_words, english_left
+
+    language = json.loads((sample_run / "manifest.json").read_text(encoding="utf-8"))["params"]["run"]["language"]
+    allowed = data_words(sample_run)
+    for path, info in pages.items():
+        assert info["lang"] == language, f"{path.name}: <html lang={info['lang']!r}>, the run is in {language}"
+        if language != "en":
+            left = english_left(path, allowed)
+            assert not left, f"{path.name}: {len(left)} piece(s) of English on a {language} page: {left[:10]}"
 
 
 def test_missing_chromium_fails_with_the_install_command(monkeypatch):

@@ -94,3 +94,44 @@ def test_old_calls_still_work():
     assert show(None, caption="x") is not None
     assert show("a notice") == "a notice"
     assert show(_frame(3), digits=4).to_html().count("<tr>") == 4
+
+
+@pytest.fixture
+def chinese():
+    from crmlib.i18n import set_language
+
+    set_language("zh-CN")
+    yield
+    set_language("en")
+
+
+def test_table_notes_missing_tables_and_unavailable_steps_in_english():
+    from crmlib.report import Finding, key_findings
+    from crmlib.status import Unavailable
+
+    t = show(_frame(), columns=["channel", "revenue"], max_rows=5, download=None)
+    assert "(top 5 of 40 rows; 2 of 7 columns)" in t.to_html()
+    assert show(None, caption="ROI by channel").data == "*ROI by channel: not available for this run\\.*"
+    assert show(_frame(0), caption="Budget").data == "*Budget: no rows\\.*"
+    assert "<b>Ship.</b> Email won" in key_findings([Finding("Ship", "Email won")], empty="none").data
+    assert Unavailable("BG/NBD purchase model", "too few repeat buyers")._repr_markdown_().startswith(
+        "**BG/NBD purchase model: not computed\\.**")
+
+
+def test_table_notes_missing_tables_and_unavailable_steps_in_chinese(chinese, tmp_path):
+    from crmlib.i18n import _
+    from crmlib.report import Finding, escape_markdown, key_findings
+    from crmlib.status import Unavailable
+
+    t = show(_frame(), columns=["channel", "revenue"], max_rows=5, download="roi", run_dir=tmp_path).to_html()
+    notes = _("; ").join([_("top {n} of {m} rows").format(n=5, m=40), _("{n} of {m} columns").format(n=2, m=7)])
+    assert html.escape(notes) in t and html.escape(_("full table:")) in t
+    assert "top 5" not in t and "full table" not in t
+    missing = show(None, caption="渠道 ROI").data
+    assert missing == "*" + escape_markdown(_("{table}: not available for this run.").format(table="渠道 ROI")) + "*"
+    assert "not available" not in missing
+    lead = key_findings([Finding("上线", "邮件胜出")], empty="无").data
+    assert f"<b>{html.escape(_('{decision}.').format(decision='上线'))}</b>" in lead and "上线.</b>" not in lead
+    step = Unavailable("BG/NBD purchase model", "复购客户太少")._repr_markdown_()
+    assert "not computed" not in step and escape_markdown(_("{step}: not computed.").format(
+        step=_("BG/NBD purchase model"))) in step

@@ -342,3 +342,39 @@ def test_run_page_is_a_brief_with_kpis_compared_to_the_previous_run(tiny_params:
     card = page[page.index("<span class='k'>customers</span>"):]
     assert "+50.0% vs the previous run" in card[:card.index("</div>")]  # 3 customers now, 2 in run b1
     assert "How the totals relate" in page and "Input files and data quality" in page
+
+
+def test_a_chinese_run_has_chinese_pages_and_an_english_console(tiny_params: Path, tmp_path: Path, notebook_writer,
+                                                                 capsys):
+    import html
+
+    from crmlib.i18n import _, set_language
+    from crmlib.runner import DEFAULT_SALT_WARNING
+
+    tiny_params.write_text(tiny_params.read_text(encoding="utf-8").replace(
+        "  name: tiny\n", "  name: tiny\n  language: zh-CN\n"), encoding="utf-8")
+    nbs = tmp_path / "nbs_zh"
+    notebook_writer(nbs / "01_ingest.ipynb", "print('x')")
+    notebook_writer(nbs / "04_ab_tests.ipynb", "print('y')")
+    try:
+        res = run_pipeline(tiny_params, notebooks_dir=nbs, run_id="zh1")
+        out = capsys.readouterr().out
+        ab = next(s for s in res.stages if s.stage == "ab_tests")
+        # the manifest's reason and the console stay English for scripts and the scheduler's log
+        assert ab.reason == "no input of kind experiments in the params"
+        assert "[4/4] ab_tests: skipped (no input of kind experiments in the params)" in out
+        shown = _("no input of kind {kinds} in the params").format(kinds=_("experiments"))
+        assert ab.reason_text == shown != ab.reason
+        assert _manifest(res.run_dir)["stages"][3]["reason_text"] == shown
+        page = (res.run_dir / "index.html").read_text(encoding="utf-8")
+        assert '<html lang="zh-CN">' in page and html.escape(shown) in page
+        assert f"<span class='skipped'>{_('skipped')}</span>" in page and _("skipped") != "skipped"
+        assert html.escape(_(DEFAULT_SALT_WARNING)) in page and DEFAULT_SALT_WARNING not in page
+        stage_page = (res.run_dir / "01_ingest.html").read_text(encoding="utf-8")
+        assert '<html lang="zh-CN">' in stage_page
+        assert _("Run overview") in stage_page and ">Run overview<" not in stage_page
+        index = (res.run_dir.parent / "index.html").read_text(encoding="utf-8")
+        assert '<html lang="zh-CN">' in index and _("CRM analytics runs") in index
+        assert "CRM analytics runs" not in index
+    finally:
+        set_language("en")

@@ -30,10 +30,13 @@ Decision rules (documented here, repeated in the ``method`` / ``reason`` columns
 
 from __future__ import annotations
 
+import re
+import string
+
 import numpy as np
 import pandas as pd
 
-from crmlib.i18n import _
+from crmlib.i18n import N_, _
 from crmlib.params import experiment_defaults
 from crmlib.present import fmt_count, fmt_percent, fmt_pvalue
 from crmlib.status import CannotCompute
@@ -50,7 +53,7 @@ from .stats import TwoSampleResult, non_inferiority_test, welch_test
 
 __all__ = [
     "ABAnalysis", "analyze", "cumulative_comparisons", "resolve_controls", "compare_arms", "RESULT_COLUMNS",
-    "experiment_config", "require_comparable",
+    "experiment_config", "require_comparable", "method_text", "SEQUENTIAL_METHOD", "WINSORIZE_METHOD",
 ]
 
 RESULT_COLUMNS = [
@@ -103,26 +106,29 @@ def require_comparable(stats: pd.DataFrame, experiment_id: str, *, window_days: 
     arms = rows.groupby(rows["variant"].astype(str))["n"].max() if len(rows) else pd.Series(dtype=float)
     arms = arms[arms > 0]
     if arms.empty:
-        window = f"a complete {window_days}-day outcome window" if window_days else "a complete outcome window"
-        by = f" by {pd.Timestamp(as_of).date()}" if as_of is not None else ""
+        window = (_("a complete {days}-day outcome window").format(days=window_days) if window_days
+                  else _("a complete outcome window"))
+        by = _(" by {date}").format(date=pd.Timestamp(as_of).date()) if as_of is not None else ""
         raise CannotCompute(
-            f"experiment {experiment_id!r} has no units with {window}{by}: it is missing from the assignment log, "
-            "or every unit was assigned too recently. Wait for the windows to close, or check the experiment id.")
+            _("experiment {experiment!r} has no units with {window}{by}: it is missing from the assignment log, "
+              "or every unit was assigned too recently. Wait for the windows to close, or check the experiment "
+              "id.").format(experiment=experiment_id, window=window, by=by))
     if len(arms) == 1:
         variant, n = arms.index[0], int(arms.iloc[0])
         raise CannotCompute(
-            f"experiment {experiment_id!r} has units in one arm only ({variant!r}, {n:,} units): a lift needs a "
-            "control arm and at least one other arm. Check the assignment log (a broken split or a filtered "
-            "export) and the variant names.")
+            _("experiment {experiment!r} has units in one arm only ({variant!r}, {n} units): a lift needs a "
+              "control arm and at least one other arm. Check the assignment log (a broken split or a filtered "
+              "export) and the variant names.").format(experiment=experiment_id, variant=variant, n=fmt_count(n)))
     if weights:
         designed = [v for v in weights if str(v).lower() in ("control", "holdout")] or [next(iter(weights))]
         flagged = rows["is_control"].fillna(False).astype(bool).any() if "is_control" in rows else False
         if not flagged and not set(map(str, designed)) & set(arms.index):
             observed = ", ".join(f"{v!r}: {int(n):,}" for v, n in arms.items())
             raise CannotCompute(
-                f"experiment {experiment_id!r} has no units in its control arm {designed[0]!r} (designed weights "
-                f"{dict(weights)}; units by arm {observed}): there is nothing to compare the other arms with. "
-                "Check the assignment log and the variant names.")
+                _("experiment {experiment!r} has no units in its control arm {control!r} (designed weights "
+                  "{weights}; units by arm {observed}): there is nothing to compare the other arms with. "
+                  "Check the assignment log and the variant names.").format(
+                    experiment=experiment_id, control=designed[0], weights=dict(weights), observed=observed))
 
 
 def resolve_controls(stats: pd.DataFrame, ab_params: dict) -> dict[str, tuple[str, str]]:
@@ -219,7 +225,7 @@ def compare_arms(pairs: pd.DataFrame, *, alpha: float, test: str, cuped: bool,
             ok = ~g["fieller_unbounded"].astype(bool)
             g.loc[ok, "rel_ci_low"] = g.loc[ok, "fieller_low"]
             g.loc[ok, "rel_ci_high"] = g.loc[ok, "fieller_high"]
-            g["method"] = g["method"].where(~ok, g["method"].str.replace("rel CI delta method", "rel CI Fieller"))
+            g["method"] = g["method"].where(~ok, g["method"].str.replace("rel CI delta method", N_("rel CI Fieller")))
         # the relative CI rests on its own SE (delta) and can disagree with the absolute p near alpha
         excl = (g["rel_ci_low"] > 0) | (g["rel_ci_high"] < 0)
         g["rel_ci_disagrees_with_p"] = np.isfinite(g["p_value"]) & (excl != (g["p_value"] < alpha))
@@ -237,13 +243,53 @@ def _select(mask, a: TwoSampleResult, b: TwoSampleResult) -> TwoSampleResult:
     return TwoSampleResult(**vals, alpha=a.alpha, method=a.method)
 
 
+#: The parts of a ``method`` text that carry a setting, as templates (the setting is filled in as text).
+SEQUENTIAL_METHOD = N_("sequential: asymptotic confidence sequence (tuning={tuning})")
+WINSORIZE_METHOD = N_("revenue/orders capped at the pooled {q} quantile (quantile_cont, both arms)")
+_METHOD_TEMPLATES = (SEQUENTIAL_METHOD, WINSORIZE_METHOD)
+
+
+def _template_pattern(template: str) -> re.Pattern:
+    """A regex matching ``template`` filled in, one named group per placeholder."""
+    parts = []
+    for literal, field, _spec, _conv in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(f"(?P<{field}>.+?)")
+    return re.compile("".join(parts))
+
+
+def method_text(method: str) -> str:
+    """A stored ``method`` text (English, "; "-separated parts) in the report's language.
+
+    Each part is a catalog message: fixed parts are translated as they are, parts with a setting
+    (:data:`SEQUENTIAL_METHOD`, :data:`WINSORIZE_METHOD`) through their template. A part the catalog does
+    not know stays as it is.
+    """
+    if not isinstance(method, str) or not method:
+        return method
+    parts = []
+    for part in method.split("; "):
+        for template in _METHOD_TEMPLATES:
+            filled = _template_pattern(template).fullmatch(part)
+            if filled:
+                parts.append(_(template).format(**filled.groupdict()))
+                break
+        else:
+            parts.append(_(part))
+    text = parts[0]
+    for part in parts[1:]:
+        text = _("{part}; {next_part}").format(part=text, next_part=part)
+    return text
+
+
 def _roles(cfg: dict) -> dict[str, str]:
     roles = {}
     for m in cfg["secondary_metrics"]:
-        roles[m] = "secondary"
+        roles[m] = N_("secondary")
     for g in cfg["guardrails"]:
-        roles[g["metric"]] = "guardrail"
-    roles[cfg["primary_metric"]] = "primary"
+        roles[g["metric"]] = N_("guardrail")
+    roles[cfg["primary_metric"]] = N_("primary")
     return roles
 
 
@@ -311,11 +357,11 @@ def analyze(
         with np.errstate(divide="ignore", invalid="ignore"):
             a, b = lo / pairs["control_mean"], hi / pairs["control_mean"]
         pairs["seq_rel_ci_low"], pairs["seq_rel_ci_high"] = np.minimum(a, b), np.maximum(a, b)
-        pairs["method"] = pairs["method"] + f"; sequential: asymptotic confidence sequence (tuning={tuning:g})"
+        pairs["method"] = pairs["method"] + "; " + SEQUENTIAL_METHOD.format(tuning=f"{tuning:g}")
 
     # --- roles, families and corrections ------------------------------------------------------------
     cfgs = {e: experiment_config(ab, e) for e in stats["experiment_id"].unique()}
-    pairs["role"] = [_roles(cfgs[e]).get(m, "exploratory") for e, m in zip(pairs["experiment_id"], pairs["metric"])]
+    pairs["role"] = [_roles(cfgs[e]).get(m, N_("exploratory")) for e, m in zip(pairs["experiment_id"], pairs["metric"])]
     family = pairs["experiment_id"].astype(str) + "\x1f" + pairs["role"]
     guard = (pairs["role"] == "guardrail").to_numpy()
     pairs["p_adjusted"] = np.where(guard, pairs["p_value"], adjust_grouped(pairs["p_value"], family, correction))
@@ -345,13 +391,14 @@ def analyze(
     # --- row verdicts -----------------------------------------------------------------------------
     blocked = dict(zip(srm["experiment_id"], srm["blocked"]))
     sig = reject(pairs["p_sequential_adjusted"], alpha)
-    row_verdict = np.where(~np.isfinite(pairs["p_value"]), "unavailable",
-                           np.where(sig & (pairs["abs_lift"] > 0), "better",
-                                    np.where(sig & (pairs["abs_lift"] < 0), "worse", "inconclusive")))
+    row_verdict = np.where(~np.isfinite(pairs["p_value"]), N_("unavailable"),
+                           np.where(sig & (pairs["abs_lift"] > 0), N_("better"),
+                                    np.where(sig & (pairs["abs_lift"] < 0), N_("worse"), N_("inconclusive"))))
+    guardrail_verdict = pairs["guardrail_status"].map({"pass": N_("guardrail pass"), "fail": N_("guardrail fail"),
+                                                       "inconclusive": N_("guardrail inconclusive")})
     row_verdict = np.where(pairs["role"] == "guardrail",
-                           np.where(np.isfinite(pairs["p_value"]), "guardrail " + pairs["guardrail_status"],
-                                    "unavailable"), row_verdict)
-    pairs["verdict"] = np.where(pairs["experiment_id"].map(blocked).fillna(False).astype(bool), "blocked: SRM",
+                           np.where(np.isfinite(pairs["p_value"]), guardrail_verdict, "unavailable"), row_verdict)
+    pairs["verdict"] = np.where(pairs["experiment_id"].map(blocked).fillna(False).astype(bool), N_("blocked: SRM"),
                                 row_verdict)
 
     srm_p = dict(zip(srm["experiment_id"], srm["srm_p_value"]))
@@ -367,7 +414,7 @@ def analyze(
         m, _ = _means(crow)
         crow["mean"], crow["control_mean"] = m, m
         crow["verdict"] = np.where(crow["experiment_id"].map(blocked).fillna(False).astype(bool), "blocked: SRM",
-                                   "control")
+                                   N_("control"))
         crow["method"] = "control arm (reference)"
         crow["srm_p_value"] = crow["experiment_id"].map(srm_p)
         crow["role"] = [_roles(cfgs[e]).get(mm, "exploratory") for e, mm in zip(crow["experiment_id"],
@@ -470,7 +517,8 @@ def _guardrail_table(results: pd.DataFrame) -> pd.DataFrame:
             "ni_margin_abs", "abs_lift", "seq_ci_low", "seq_ci_high", "ni_p_value", "guardrail_status", "verdict"]
     out = g[cols].rename(columns={"ni_margin": "margin_relative", "ni_margin_abs": "margin_abs",
                                   "ni_p_value": "ni_p_value_fixed_horizon"}).reset_index(drop=True)
-    out["rule"] = "pass: sequential lower bound > -margin x control mean; fail: sequential upper bound < 0"
+    out["rule"] = "; ".join([N_("pass: sequential lower bound > -margin x control mean"),
+                             N_("fail: sequential upper bound < 0")])
     return out
 
 
@@ -569,12 +617,12 @@ def _verdict_table(results, srm, cfgs, stats, alpha) -> pd.DataFrame:
             low=_fmt_pct(b["seq_rel_ci_low"]), high=_fmt_pct(b["seq_rel_ci_high"]))
         needed, more = _more_users(b, ctrl_n.get((e, pm)), alpha)
         if failed:
-            verdict = "do not ship"
+            verdict = N_("do not ship")
             reason = _("guardrail {names} harmed; {lift}").format(names=_names(failed), lift=lift)
             step = _("do not ship; look into why {names} got worse").format(names=_names(failed))
             action = "do not ship"
         elif b["verdict"] == "better" and not pending:
-            verdict = "ship"
+            verdict = N_("ship")
             harm = _("no guardrail harmed") if checked else _("no guardrail set")
             reason = _("{lift}; {harm}").format(lift=lift, harm=harm)
             step = _("ship {variant}").format(variant=b["variant"])
@@ -669,8 +717,9 @@ def _power_table(results, cfgs, alpha) -> pd.DataFrame:
             / np.abs(cm), "cuped_rho2": rho**2, "planned_mde_abs": target,
             "power_achieved": achieved_power(target, nc, nt, var_unit, var_unit, alpha=alpha, rho=rho),
         })
-    out["convention"] = ("80% power, two-sided fixed-horizon normal approximation, unpooled variance; "
-                         "power_achieved = power now to detect the effect the planned n detects with 80%")
+    out["convention"] = "; ".join([N_("80% power, two-sided fixed-horizon normal approximation, unpooled variance"),
+                                   N_("power_achieved = power now to detect the effect the planned n detects with "
+                                      "80%")])
     return out[cols].reset_index(drop=True)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crmlib.i18n import N_
 from crmlib.params import schema_default
 
 from .stats import TwoSampleResult, compare_means, welch_test
@@ -114,7 +115,7 @@ def cuped_test(control: dict, treatment: dict, *, alpha: float = _ALPHA, test: s
         mc, vmc = adjusted(nc, syc, syyc, sxc, sxxc, sxyc)
         mt, vmt = adjusted(nt, syt, syyt, sxt, sxxt, sxyt)
     adj = compare_means(nc, mc, vmc, nt, mt, vmt, alpha=alpha, test=test,
-                        label="CUPED (pooled theta, adjusted means), sample variance (ddof=1)")
+                        label=N_("CUPED (pooled theta, adjusted means), sample variance (ddof=1)"))
     unadj = welch_test(nc, syc, syyc, nt, syt, syyt, alpha=alpha, test=test, binary=False)
     balance = welch_test(nc, sxc, sxxc, nt, sxt, sxxt, alpha=alpha, test=test, binary=False)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -13,6 +13,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import PercentFormatter
 
+from crmlib.i18n import _
+
 __all__ = ["plot_forest", "plot_cumulative_lift", "verdict_interval", "NEUTRAL"]
 
 #: Only a significant result gets a colour; everything else (inconclusive, blocked, a guardrail not yet
@@ -64,7 +66,7 @@ def plot_forest(results: pd.DataFrame, experiment_id: str | None = None, *, sequ
         r = r[r["experiment_id"] == experiment_id]
     r = r[np.isfinite(r["rel_lift"].astype(float))].iloc[::-1]
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 0.45 * max(len(r), 2) + 1))
+        _fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(r), 2) + 1))
     y = np.arange(len(r))
     lift = r["rel_lift"].to_numpy(float)
     if sequential:
@@ -79,8 +81,6 @@ def plot_forest(results: pd.DataFrame, experiment_id: str | None = None, *, sequ
               for e, m, v in zip(r["experiment_id"], r["metric"], r["variant"])]
     ax.set_yticks(y, labels)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    from crmlib.i18n import _
-
     ax.set_xlabel(_("relative lift vs control (always-valid interval, the one the verdict uses)") if sequential
                   else _("relative lift vs control (fixed-horizon interval, valid at one planned look only)"))
     return ax
@@ -96,23 +96,29 @@ def plot_cumulative_lift(cumulative: pd.DataFrame, experiment_id: str, *, varian
     if variant is not None:
         c = c[c["variant"] == variant]
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 4))
+        _fig, ax = plt.subplots(figsize=(8, 4))
     for v, g in c.groupby("variant", sort=True):
         d = pd.to_datetime(g["date"])
-        line, = ax.plot(d, g["rel_lift"], label=f"{v}: lift")
+        line, = ax.plot(d, g["rel_lift"], label=_("{variant}: lift").format(variant=v))
         ax.fill_between(d, g["seq_rel_ci_low"].astype(float), g["seq_rel_ci_high"].astype(float),
-                        color=line.get_color(), alpha=0.2, label=f"{v}: confidence sequence (peeking-safe)")
+                        color=line.get_color(), alpha=0.2,
+                        label=_("{variant}: confidence sequence (peeking-safe)").format(variant=v))
         ax.plot(d, g["rel_ci_low"], ls="--", lw=0.8, color=line.get_color())
         ax.plot(d, g["rel_ci_high"], ls="--", lw=0.8, color=line.get_color(),
-                label=f"{v}: fixed-horizon CI (one look only)")
+                label=_("{variant}: fixed-horizon CI (one look only)").format(variant=v))
     ax.axhline(0, color="black", lw=0.8)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     locator = mdates.AutoDateLocator(maxticks=8)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    # the month names of the default formats are English: the catalog gives each language its own
+    # i18n: strftime formats of the chart's date ticks (year; month; year-month; year-month-day)
+    month, year_month, full = _("%b"), _("%Y-%b"), _("%Y-%b-%d")
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
+        locator, formats=["%Y", month, "%d", "%H:%M", "%H:%M", "%S.%f"],
+        offset_formats=["", "%Y", year_month, full, full, f"{full} %H:%M"]))
     metric = c["metric"].iloc[0] if len(c) else ""
-    ax.set_title(f"{experiment_id}: cumulative lift in {metric}")
-    ax.set_xlabel("units assigned up to date")
-    ax.set_ylabel("relative lift")
+    ax.set_title(_("{experiment}: cumulative lift in {metric}").format(experiment=experiment_id, metric=metric))
+    ax.set_xlabel(_("units assigned up to date"))
+    ax.set_ylabel(_("relative lift"))
     ax.legend(fontsize=8)
     return ax

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from crmlib.i18n import N_
 from crmlib.params import schema_default
 
 from .stats import TwoSampleResult, compare_means
@@ -79,5 +80,5 @@ def ratio_test(
     rt, vt = ratio_moments(*(treatment[k] for k in keys))
     return compare_means(
         control["n"], rc, vc, treatment["n"], rt, vt, alpha=alpha, test=test,
-        label="ratio metric, delta method with covariance at the randomization unit",
+        label=N_("ratio metric, delta method with covariance at the randomization unit"),
     )

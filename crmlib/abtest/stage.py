@@ -30,12 +30,15 @@ import numpy as np
 import pandas as pd
 
 from crmlib.asof import resolve_as_of
+from crmlib.i18n import N_, _
+from crmlib.present import fmt_count
 from crmlib.params import experiment_defaults
 
 from . import holdout as _holdout
 from crmlib.status import Unavailable, guard
 
-from .analysis import RESULT_COLUMNS, ABAnalysis, analyze, cumulative_comparisons, require_comparable
+from .analysis import (RESULT_COLUMNS, WINSORIZE_METHOD, ABAnalysis, analyze, cumulative_comparisons,
+                       require_comparable)
 from .metrics import daily_cumulative_statistics, sufficient_statistics, unit_outcomes, winsorization_summary
 from .plotting import plot_cumulative_lift, plot_forest
 
@@ -110,7 +113,7 @@ def _build_state(engine, params) -> dict[str, Any]:
     unavailable = {}
     designs = {e["id"]: e["weights"] for e in ab["experiments"]}
     for experiment_id in dict.fromkeys([*sorted(set(stats["experiment_id"])), *designs]):
-        checked = guard(engine, STAGE, f"experiment {experiment_id}",
+        checked = guard(engine, STAGE, _("experiment {experiment}").format(experiment=experiment_id),
                         lambda e=experiment_id: require_comparable(stats, e, window_days=ab["window_days"],
                                                                    as_of=as_of, weights=designs.get(e)))
         if isinstance(checked, Unavailable):
@@ -145,8 +148,8 @@ def analysis(engine, params: dict, *, cuped: bool = True, test: str = "welch",
             q = st["ab"]["winsorize"]
             if q:
                 capped = a.results["metric"].isin(["revenue", "orders", "revenue_per_session"])
-                a.results.loc[capped, "method"] = (a.results.loc[capped, "method"] + f"; revenue/orders capped at "
-                                                   f"the pooled {q:g} quantile (quantile_cont, both arms)")
+                a.results.loc[capped, "method"] = (a.results.loc[capped, "method"] + "; "
+                                                   + WINSORIZE_METHOD.format(q=f"{q:g}"))
             st[k] = a
         # an experiment that could not be analysed keeps its row in the verdicts, with the reason
         st[k].verdicts = _with_unavailable(st[k].verdicts, st["unavailable"])
@@ -158,7 +161,7 @@ def _with_unavailable(verdicts: pd.DataFrame, unavailable: dict[str, Unavailable
     missing = [e for e in unavailable if e not in set(verdicts["experiment_id"])]
     if not missing:
         return verdicts
-    rows = pd.DataFrame({"experiment_id": missing, "verdict": "not analysed",
+    rows = pd.DataFrame({"experiment_id": missing, "verdict": N_("not analysed"),
                          "reason": [unavailable[e].reason for e in missing]})
     return pd.concat([verdicts, rows], ignore_index=True) if len(verdicts) else rows.reindex(
         columns=list(verdicts.columns) or list(rows.columns))
@@ -373,7 +376,7 @@ def verdict_view(engine, params: dict, *, run_dir=None):
         _("guardrails"): guard_words,
         _("next step"): v["next_step"].fillna(""),
     })
-    return report.show(view, caption=_("Verdicts"), max_rows=20)
+    return report.show(view, kinds={_("verdict"): "label"}, caption=_("Verdicts"), max_rows=20)
 
 
 def srm_view(engine, params: dict):
@@ -407,6 +410,33 @@ def srm_view(engine, params: dict):
     return report.show(view, kinds={_("p-value"): "pvalue"}, caption=_("Sample-ratio check"))
 
 
+#: how the page names each multiple-testing correction (``ab_tests.correction``)
+_CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def _interval_basis(rows: pd.DataFrame) -> list[str]:
+    """Per treatment row of ``ab_results``: whether the always-valid interval shown is the test its result
+    rests on, or an uncorrected interval beside a result corrected for several comparisons.
+
+    The intervals are never corrected; the result of a metric in a family of more than one comparison
+    (secondary or exploratory metrics, or several treatment arms) uses the Holm / BH adjusted p-value, so
+    an interval clear of zero can sit beside an inconclusive result. Guardrails are not corrected.
+    """
+    tested = pd.Series(np.isfinite(rows["p_value"].astype(float)), index=rows.index)
+    family_size = tested.groupby([rows["experiment_id"], rows["role"]]).transform("sum")
+    correction = rows["correction"] if "correction" in rows else pd.Series("", index=rows.index)
+    out = []
+    for k, name, verdict in zip(family_size, correction.astype(str), rows["verdict"]):
+        if verdict == "blocked: SRM":  # no result to compare the interval with
+            out.append("")
+        elif name in _CORRECTION_NAMES and k > 1:
+            out.append(_("uncorrected; the result is {correction}-corrected over {k} comparisons").format(
+                correction=_CORRECTION_NAMES[name], k=fmt_count(k)))
+        else:
+            out.append(_("the one the result uses"))
+    return out
+
+
 def result_view(engine, params: dict, *, run_dir=None):
     """Every treatment comparison: the few columns a decision needs; the full table is a download."""
     from crmlib import report
@@ -428,11 +458,13 @@ def result_view(engine, params: dict, *, run_dir=None):
                                                np.maximum(t["abs_ci_low"] / t["control_mean"],
                                                           t["abs_ci_high"] / t["control_mean"])),
         _("result"): t["verdict"],
+        _("interval shown"): _interval_basis(t),
     })
     # the page shows the readable columns; the download holds them and every column of ab_results
     raw = t.drop(columns=["method", *[c for c in view.columns if c in t.columns]])
     full = pd.concat([view, raw], axis=1)
-    return report.show(full, columns=list(view.columns), kinds={_("users"): "count"},
+    return report.show(full, columns=list(view.columns),
+                       kinds={_("users"): "count", _("role"): "label", _("result"): "label"},
                        max_rows=20, caption=_("Lift per experiment, metric and variant"),
                        download="ab_results" if run_dir is not None else None, run_dir=run_dir)
 
@@ -491,19 +523,26 @@ def holdout_view(engine, params: dict):
 
         return Markdown(_("*No holdout campaign in this run.*"))
     cur = params["run"]["currency"]
+    with_interval = _("{value} ({low} to {high})")
     view = pd.DataFrame({
         _("experiment"): h["experiment_id"], _("channel"): h["channel"], _("campaign"): h["campaign_id"],
-        _("incremental conversions"): [f"{fmt_count(x)} ({fmt_count(a)} to {fmt_count(b)})" for x, a, b in zip(
-            h["incremental_conversions"], h["incremental_conversions_low"], h["incremental_conversions_high"])],
-        _("incremental revenue"): [f"{fmt_money(x, cur)} ({fmt_money(a, cur)} to {fmt_money(b, cur)})" for x, a, b
+        _("incremental conversions"): [with_interval.format(value=fmt_count(x), low=fmt_count(a), high=fmt_count(b))
+                                       for x, a, b in zip(h["incremental_conversions"], h["incremental_conversions_low"],
+                                                          h["incremental_conversions_high"])],
+        _("incremental revenue"): [with_interval.format(value=fmt_money(x, cur), low=fmt_money(a, cur),
+                                                        high=fmt_money(b, cur)) for x, a, b
                                    in zip(h["incremental_revenue"], h["incremental_revenue_low"],
                                           h["incremental_revenue_high"])],
         _("cost"): h["cost"],
-        _("incremental ROI"): [f"{fmt_ratio(x)} ({fmt_ratio(a)} to {fmt_ratio(b)})" for x, a, b in zip(
-            h["incremental_roi"], h["incremental_roi_low"], h["incremental_roi_high"])],
+        _("incremental ROI"): [with_interval.format(value=fmt_ratio(x), low=fmt_ratio(a), high=fmt_ratio(b))
+                               for x, a, b in zip(h["incremental_roi"], h["incremental_roi_low"],
+                                                  h["incremental_roi_high"])],
+        # one row per attribution model of the ROI stage: the model names the row's attributed ROI
+        _("attribution model"): h["attribution_model"] if "attribution_model" in h else "",
         _("attributed ROI"): h["attributed_roi"],
     })
-    return report.show(view, kinds={_("cost"): "money", _("attributed ROI"): "ratio"}, currency=cur,
+    return report.show(view, kinds={_("cost"): "money", _("attributed ROI"): "ratio",
+                                    _("attribution model"): "label"}, currency=cur,
                        caption=_("Holdout campaigns"))
 
 
@@ -511,8 +550,9 @@ def method_notes(engine, params: dict):
     """"How this was computed": one note per method (not per row), from the stage's tables."""
     from IPython.display import Markdown
 
-    from crmlib.i18n import _
     from crmlib.report import escape_markdown
+
+    from .analysis import method_text
 
     lines = []
     if engine.has_table("ab_results"):
@@ -520,13 +560,13 @@ def method_notes(engine, params: dict):
         res = res[~res["is_control"].astype(bool)]
         for metric, methods in res.groupby("metric", sort=False)["method"]:
             for m in dict.fromkeys(methods):
-                lines.append(f"- **{escape_markdown(metric)}**: {escape_markdown(m)}")
+                lines.append(f"- **{escape_markdown(metric)}**: {escape_markdown(method_text(m))}")
     for name, column in (("ab_power", "convention"), ("ab_guardrails", "rule")):
         if engine.has_table(name):
             t = pd.read_parquet(engine.table_path(name))
             if len(t) and column in t:
                 label = _("power") if name == "ab_power" else _("guardrails")
-                lines.append(f"- **{escape_markdown(label)}**: {escape_markdown(t[column].iloc[0])}")
+                lines.append(f"- **{escape_markdown(label)}**: {escape_markdown(method_text(t[column].iloc[0]))}")
     return Markdown("\n".join(lines) if lines else _("*No method notes: no experiment was analysed.*"))
 
 

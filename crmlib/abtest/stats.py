@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from crmlib.i18n import N_
 from crmlib.params import schema_default
 
 __all__ = [
@@ -276,8 +277,10 @@ def compare_means(
     crit = _critical(alpha, df)
     rel, rel_se, rel_lo, rel_hi = relative_ci_delta(mc, vc, mt, vt, crit)
     f_lo, f_hi, f_unb = fieller_interval(mc, vc, mt, vt, crit)
-    test_name = "Welch t (Satterthwaite df)" if test == "welch" else "unpooled z"
-    method = f"{label + '; ' if label else ''}{test_name}, unpooled SE; abs CI from same SE; rel CI delta method"
+    # the method text is stored in English, one "; "-separated part per convention; each part is a catalog
+    # message, so the page can show it in the report's language (crmlib.abtest.analysis.method_text)
+    test_name = N_("Welch t (Satterthwaite df), unpooled SE") if test == "welch" else N_("unpooled z, unpooled SE")
+    method = "; ".join([*([label] if label else []), test_name, N_("abs CI from same SE"), N_("rel CI delta method")])
     return TwoSampleResult(
         statistic=stat, pvalue=p, df=df, n_control=nc, n_treatment=nt, mean_control=mc, mean_treatment=mt,
         abs_lift=diff, se=se, abs_ci_low=diff - crit * se, abs_ci_high=diff + crit * se,
@@ -333,7 +336,7 @@ def welch_test(
     mc, vc = moments_from_sums(n_control, sum_control, sum_sq_control, binary=binary)
     mt, vt = moments_from_sums(n_treatment, sum_treatment, sum_sq_treatment, binary=binary)
     nc, nt = _arr(n_control), _arr(n_treatment)
-    label = "binary metric, Bernoulli variance p(1-p)" if binary else "mean metric, sample variance (ddof=1)"
+    label = N_("binary metric, Bernoulli variance p(1-p)") if binary else N_("mean metric, sample variance (ddof=1)")
     return compare_means(nc, mc, vc / nc, nt, mt, vt / nt, alpha=alpha, test=test, label=label)
 
 

@@ -3,7 +3,8 @@
 Modules: :mod:`~crmlib.roi.paths` (the path-table convention), :mod:`~crmlib.roi.journeys` (journeys in
 the engine), :mod:`~crmlib.roi.heuristics`, :mod:`~crmlib.roi.markov`, :mod:`~crmlib.roi.shapley`,
 :mod:`~crmlib.roi.roi_table`, :mod:`~crmlib.roi.mmm`, :mod:`~crmlib.roi.budget`,
-:mod:`~crmlib.roi.plotting` and :mod:`~crmlib.roi.stage` (notebook cells).
+:mod:`~crmlib.roi.plotting`, :mod:`~crmlib.roi.messages` (stored English text shown in the run's language)
+and :mod:`~crmlib.roi.stage` (notebook cells).
 """
 
 from crmlib.roi.budget import BudgetResult, reallocate_budget

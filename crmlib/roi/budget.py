@@ -25,21 +25,33 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from crmlib.i18n import N_, _
 from crmlib.params import schema_default
 from crmlib.roi.mmm import MediaMixModel
 from crmlib.status import CannotCompute
 
-__all__ = ["BudgetResult", "reallocate_budget", "CAVEATS"]
+__all__ = ["BudgetResult", "reallocate_budget", "CAVEATS", "NOTHING_MOVES", "METHODS"]
 
+# caveats and method lines are stored in English (``roi_budget_summary.json``); the page shows their
+# translation (:func:`crmlib.roi.messages.recorded_text`)
 CAVEATS = (
-    "The gain is what the media-mix model predicts, not a measured result: it assumes the fitted "
-    "response curves hold outside the spend levels seen in the data, which is why moves are limited "
-    "to the bounds.",
-    "Channels the data could not pin down keep their current budget; their true return may be higher "
-    "or lower.",
-    "Curves are steady-state weekly effects; carry-over means a change takes a few weeks to show.",
-    "Seasonality, competitors and creative changes can move the curves; re-fit before acting again.",
+    N_("The gain is what the media-mix model predicts, not a measured result: it assumes the fitted "
+       "response curves hold outside the spend levels seen in the data, which is why moves are limited "
+       "to the bounds."),
+    N_("Channels the data could not pin down keep their current budget; their true return may be higher "
+       "or lower."),
+    N_("Curves are steady-state weekly effects; carry-over means a change takes a few weeks to show."),
+    N_("Seasonality, competitors and creative changes can move the curves; re-fit before acting again."),
 )
+#: the caveat that leads when fewer than two channels are identified
+NOTHING_MOVES = N_("Nothing moves: the data pinned down {identified} of {modelled} modelled channels, and moving "
+                   "budget needs at least two. A holdout or geo experiment on the largest channel would measure "
+                   "what this data cannot.")
+#: how the allocation was found (``{message}``: the optimiser's own words)
+METHODS = {
+    "unchanged": N_("no identified channel: allocation unchanged"),
+    "slsqp": N_("SLSQP ({message}), clipped to bounds, total restored"),
+}
 
 
 @dataclass
@@ -89,7 +101,8 @@ def reallocate_budget(mmm: MediaMixModel, *, bounds: float = schema_default("roi
     summary = all_rows.loc[list(mmm.channels_)]
     channels = list(summary.index)
     if not channels:
-        raise CannotCompute("the media-mix model has no modelled channel with spend, so there is no budget to move.")
+        raise CannotCompute(_("the media-mix model has no modelled channel with spend, so there is no budget to "
+                              "move."))
     current = summary["mean_weekly_spend"].to_numpy(float)
     identified = summary["identified"].to_numpy(bool)
     lower = np.where(identified, (1 - bounds) * current, current)
@@ -109,7 +122,7 @@ def reallocate_budget(mmm: MediaMixModel, *, bounds: float = schema_default("roi
 
     free = identified & (upper > lower)
     proposed = current.copy()
-    method = "no identified channel: allocation unchanged"
+    method = METHODS["unchanged"]
     if free.sum() >= 2:
         res = minimize(
             neg_total,
@@ -123,7 +136,7 @@ def reallocate_budget(mmm: MediaMixModel, *, bounds: float = schema_default("roi
         proposed = _repair(res.x, lower, upper, total)
         if neg_total(proposed) > neg_total(current):  # never propose something worse than today
             proposed = current.copy()
-        method = f"SLSQP ({res.message.strip()}), clipped to bounds, total restored"
+        method = METHODS["slsqp"].format(message=res.message.strip())
     cur_resp, new_resp = response(current), response(proposed)
     gains = []
     for draw, d in mmm.draws_.groupby("draw"):
@@ -160,9 +173,7 @@ def reallocate_budget(mmm: MediaMixModel, *, bounds: float = schema_default("roi
     table.loc[~table["identified"], ["current_response", "proposed_response"]] = np.nan
     caveats = CAVEATS
     if identified.sum() < 2:
-        caveats = (f"Nothing moves: the data pinned down {int(identified.sum())} of {len(channels)} modelled "
-                   "channels, and moving budget needs at least two. A holdout or geo experiment on the "
-                   "largest channel would measure what this data cannot.",) + CAVEATS
+        caveats = (NOTHING_MOVES.format(identified=int(identified.sum()), modelled=len(channels)),) + CAVEATS
     return BudgetResult(
         table=table,
         gain=float(new_resp.sum() - cur_resp.sum()),
@@ -184,7 +195,7 @@ def _hill_vec(a: np.ndarray, half_sat: np.ndarray, shape: np.ndarray) -> np.ndar
 def _repair(s: np.ndarray, lower: np.ndarray, upper: np.ndarray, total: float) -> np.ndarray:
     """Clip to the bounds, then spread any gap to the total over channels that still have room."""
     s = np.clip(s, lower, upper)
-    for _ in range(len(s) + 1):
+    for _attempt in range(len(s) + 1):
         gap = total - s.sum()
         if abs(gap) <= 1e-9 * max(total, 1.0):
             break

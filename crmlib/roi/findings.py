@@ -30,7 +30,7 @@ SMALL_COST_SHARE = 0.01
 
 
 def _names(names) -> str:
-    return ", ".join(str(n) for n in names)
+    return _(", ").join(str(n) for n in names)
 
 
 def _range(low: float, high: float) -> str:
@@ -64,7 +64,7 @@ def _channel_findings(ranges: pd.DataFrame, total_cost: float, currency: str | N
     small = ranges[share < SMALL_COST_SHARE]
 
     def listing(rows: pd.DataFrame) -> str:
-        return "; ".join(_("{channel} {roas}").format(channel=r["channel"], roas=_range(r["roas_low"], r["roas_high"]))
+        return _("; ").join(_("{channel} {roas}").format(channel=r["channel"], roas=_range(r["roas_low"], r["roas_high"]))
                          for _i, r in rows.iterrows())
 
     pays = material[material["roas_low"] > 1]
@@ -111,7 +111,7 @@ def _mmm_finding(tables_dir: Path, currency: str | None) -> Finding | None:
     identified = modelled[modelled["identified"].astype(bool)]
     parts = []
     if len(identified):
-        parts.append(_("it measures the incremental ROAS of {list}").format(list="; ".join(
+        parts.append(_("it measures the incremental ROAS of {list}").format(list=_("; ").join(
             _("{channel} {roas} (interval {low} to {high})").format(
                 channel=r["channel"], roas=fmt_ratio(r["roas"]), low=fmt_ratio(r["roas_low"]),
                 high=fmt_ratio(r["roas_high"])) for _i, r in identified.iterrows())))
@@ -125,7 +125,7 @@ def _mmm_finding(tables_dir: Path, currency: str | None) -> Finding | None:
     decision = _("Run a holdout") if len(unclear) else _("Shift budget")
     return Finding(decision, _("Media-mix model ({weeks}): {parts}.").format(
         weeks=_("{cost} of modelled spend").format(cost=fmt_money(modelled["spend"].sum(), currency)),
-        parts="; ".join(parts)))
+        parts=_("; ").join(parts)))
 
 
 def roi_findings(tables_dir: str | Path, *, currency: str | None = None) -> list[Finding]:

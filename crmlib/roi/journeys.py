@@ -41,10 +41,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from crmlib.i18n import N_
 from crmlib.params import schema_default
 
 
 __all__ = ["JourneyResult", "build_journeys"]
+
+#: how a path is written (by channel, by campaign), kept in English in ``roi_journeys.json``; the page
+#: shows the translation
+PATH_FORMAT = (N_("tuple of step labels in time order, repeats kept; a label is the channel name"),
+               N_("tuple of step labels in time order, repeats kept; a label is the channel name and campaign "
+                  "id (None: no campaign)"))
+CONVERSION_RULE = N_("order with amount > 0 in the period; value = amount")
 
 
 @dataclass
@@ -291,9 +299,8 @@ def build_journeys(
         "period_start": None if start is None else str(start),
         "period_end_exclusive": None if end_excl is None else str(end_excl),
         "label": label,
-        "path_format": "tuple of step labels in time order, repeats kept; a label is the channel name"
-        + (" and campaign id (None: no campaign)" if label == "campaign" else ""),
-        "conversion": "order with amount > 0 in the period; value = amount",
+        "path_format": PATH_FORMAT[label == "campaign"],
+        "conversion": CONVERSION_RULE,
     }
     cache.drop()
     return JourneyResult(paths, lengths, time_to_convert, summary, conventions)

@@ -29,11 +29,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from crmlib.i18n import N_
 from crmlib.roi.paths import Tokens, label_array, measures_of, tokenize, validate_path_table
 
 __all__ = ["MarkovAttribution", "START", "CONVERSION", "NULL"]
 
-START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
+# the chain's own states, drawn as tick labels beside the channels: marked for the catalog
+START, CONVERSION, NULL = N_("(start)"), N_("(conversion)"), N_("(null)")
 
 
 class MarkovAttribution:
@@ -57,7 +59,7 @@ class MarkovAttribution:
         ``channel`` + one column per measure; each column sums to the observed total.
     """
 
-    convention = "credit = total x RE / sum(RE); RE_c = 1 - P(without c)/P; removal redirects c to null"
+    convention = N_("credit = total x RE / sum(RE); RE_c = 1 - P(without c)/P; removal redirects c to null")
 
     def __init__(self, *, collapse: bool = True) -> None:
         self.collapse = collapse

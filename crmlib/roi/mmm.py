@@ -54,13 +54,31 @@ import statsmodels.api as sm
 from scipy import stats
 from scipy.signal import lfilter
 
+from crmlib.i18n import N_, _
 from crmlib.params import schema_default
 from crmlib.roi.journeys import _to_ts
 from crmlib.status import CannotCompute
 
-__all__ = ["MediaMixModel", "geometric_adstock", "hill", "weekly_totals", "fourier_terms"]
+__all__ = ["MediaMixModel", "geometric_adstock", "hill", "weekly_totals", "fourier_terms", "REASONS", "CONVENTION"]
 
 WEEKS_PER_YEAR = 52.1775
+
+#: why a channel is or is not identified, stored in English in ``summary_["reason"]`` (``mmm.parquet``, which
+#: other pages read); the ROI page shows the translation (:func:`crmlib.roi.messages.recorded_text`)
+REASONS = {
+    "identified": N_("identified"),
+    "negative": N_("interval below 0 (a negative effect: the model does not fit this channel)"),
+    "includes_zero": N_("interval includes 0"),
+    "wide": N_("interval wider than {width} x ROAS"),
+    "not_modelled": N_("not modelled: {why}"),
+    "no_spend": N_("no spend"),
+    "flat": N_("spend does not vary from week to week"),
+    "small": N_("spend share below {share}"),
+}
+#: the model's one-line convention (``summary_.attrs["convention"]``, ``mmm.parquet`` column ``method``)
+CONVENTION = N_("ROAS = in-sample contribution / spend; mROAS = steady-state marginal at mean weekly spend; "
+                "{level} moving-block ({weeks}-week) residual bootstrap, {draws} draws, seed {seed}, united with "
+                "the profile set; identified = low > 0 and (high - low) <= {width} x ROAS")
 
 
 def geometric_adstock(x: np.ndarray, decay: float, *, warm_start: int = 0) -> np.ndarray:
@@ -310,8 +328,9 @@ class MediaMixModel:
         try:
             return self._fit(weekly, channels)
         except np.linalg.LinAlgError as exc:
-            raise CannotCompute(f"the media-mix model's regression could not be solved on this data ({exc}): "
-                                "the weekly spend series are too alike or too few to separate.") from exc
+            raise CannotCompute(_("the media-mix model's regression could not be solved on this data ({error}): "
+                                  "the weekly spend series are too alike or too few to separate.").format(
+                error=exc)) from exc
 
     def _fit(self, weekly: pd.DataFrame, channels: Sequence[str] | None) -> MediaMixModel:
         weekly = weekly.sort_values("week", ignore_index=True) if "week" in weekly else weekly
@@ -324,17 +343,20 @@ class MediaMixModel:
                   else np.zeros(spend.shape[1], bool))
         active = (totals > 0) & (totals >= self.min_spend_share * max(totals.sum(), 0.0)) & varies
         self.channels_ = [c for c, a in zip(channels, active) if a]
-        self.dropped_channels_ = {
-            c: ("no spend" if t <= 0 else "spend does not vary from week to week" if not v
-                else f"spend share below {self.min_spend_share:.0%}")
+        # (message, its values) per dropped channel: stored in English, said in the run's language
+        dropped = {
+            c: ((REASONS["no_spend"], {}) if t <= 0 else (REASONS["flat"], {}) if not v
+                else (REASONS["small"], {"share": f"{self.min_spend_share:.0%}"}))
             for c, t, v, a in zip(channels, totals, varies, active)
             if not a
         }
+        self.dropped_channels_ = {c: message.format(**values) for c, (message, values) in dropped.items()}
         if not self.channels_:
-            why = "; ".join(f"{c}: {reason}" for c, reason in self.dropped_channels_.items()) or "no channels"
-            raise CannotCompute(
+            why = (_("; ").join(_("{channel}: {reason}").format(channel=c, reason=_(message).format(**values))
+                                for c, (message, values) in dropped.items()) or _("no channels"))
+            raise CannotCompute(_(
                 "the media-mix model learns a channel's effect from weeks with more and with less spend; no "
-                f"channel's spend varies over these {len(weekly)} weeks ({why}).")
+                "channel's spend varies over these {weeks} weeks ({why}).").format(weeks=len(weekly), why=why))
         self._dropped_spend = {c: float(t) for c, t, a in zip(channels, totals, active) if not a}
         self._n_weeks_all = len(weekly)
         x = spend[:, active]
@@ -350,9 +372,9 @@ class MediaMixModel:
         self.base_names_ += [f"{f}{i}" for i in range(1, self.fourier_order + 1) for f in ("sin", "cos")]
         base_x = np.column_stack(base + ([fourier] if fourier.size else []))
         if n <= base_x.shape[1] + k + 2:
-            raise CannotCompute(f"the media-mix model needs more weeks than terms to estimate: {n} weeks for {k} "
-                                f"channel(s) and {base_x.shape[1]} trend and seasonality terms. A longer period "
-                                "fixes it.")
+            raise CannotCompute(_("the media-mix model needs more weeks than terms to estimate: {weeks} weeks for "
+                                  "{channels} channel(s) and {terms} trend and seasonality terms. A longer period "
+                                  "fixes it.").format(weeks=n, channels=k, terms=base_x.shape[1]))
         # every candidate transform of every channel, computed once (the spend never changes)
         self._grid = [(d, h, sh) for d in self.decay_grid for h in self.half_sat_grid for sh in self.shape_grid]
         feats = np.empty((k, len(self._grid), n))
@@ -395,7 +417,7 @@ class MediaMixModel:
     def _search(self, y: np.ndarray, choice: np.ndarray, rounds: int) -> np.ndarray:
         choice = choice.copy()
         k = len(choice)
-        for _ in range(rounds):
+        for _round in range(rounds):
             changed = False
             for c in range(k):
                 others = np.column_stack(
@@ -455,7 +477,7 @@ class MediaMixModel:
         others = np.column_stack([self._base_x] + [self._feats[j, g] for j, g in enumerate(self.choice_) if j != c])
         sse, beta = _sse_adding_each(others, self._feats[c], y, with_beta=True)
         roas, mroas = [], []
-        for g, (decay, _, shape) in enumerate(self._grid):
+        for g, (decay, _half_sat, shape) in enumerate(self._grid):
             if sse[g] - sse_min <= limit or g == self.choice_[c]:
                 roas.append(self._roas(c, g, beta[g]))
                 mroas.append(self._mroas(decay, self._half_sat_spend[c, g], beta[g], mean_spend, shape))
@@ -482,10 +504,10 @@ class MediaMixModel:
             mlo, mhi = min(mlo, prof_mroas.min()), max(mhi, prof_mroas.max())
             identified = bool(lo > 0 and (hi - lo) <= self.max_relative_width * roas)
             reason = (
-                "identified" if identified
-                else "interval below 0 (a negative effect: the model does not fit this channel)" if hi < 0
-                else "interval includes 0" if lo <= 0
-                else f"interval wider than {self.max_relative_width:g} x ROAS"
+                REASONS["identified"] if identified
+                else REASONS["negative"] if hi < 0
+                else REASONS["includes_zero"] if lo <= 0
+                else REASONS["wide"].format(width=f"{self.max_relative_width:g}")
             )
             rows.append(
                 {
@@ -510,13 +532,11 @@ class MediaMixModel:
         for ch, why in self.dropped_channels_.items():
             spend = self._dropped_spend[ch]
             rows.append({"channel": ch, "spend": spend, "mean_weekly_spend": spend / max(self._n_weeks_all, 1),
-                         "identified": False, "reason": f"not modelled: {why}"})
+                         "identified": False, "reason": REASONS["not_modelled"].format(why=why)})
         self.summary_ = pd.DataFrame(rows)
-        self.summary_.attrs["convention"] = (
-            f"ROAS = in-sample contribution / spend; mROAS = steady-state marginal at mean weekly spend; "
-            f"{self.ci_level:.0%} moving-block ({self.block_weeks}-week) residual bootstrap, {self.n_bootstrap} "
-            f"draws, seed {self.seed}, united with the profile set; identified = low > 0 and (high - low) <= {self.max_relative_width:g} x ROAS"
-        )
+        self.summary_.attrs["convention"] = CONVENTION.format(
+            level=f"{self.ci_level:.0%}", weeks=self.block_weeks, draws=self.n_bootstrap, seed=self.seed,
+            width=f"{self.max_relative_width:g}")
 
     # -- response curves --------------------------------------------------------------------------
     def response(self, channel: str, weekly_spend: np.ndarray | float, *, draws: bool = False) -> np.ndarray:

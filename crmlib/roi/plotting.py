@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from crmlib.i18n import _
 from crmlib.plotting import color_for, colors_for
 
 __all__ = [
@@ -24,8 +25,22 @@ __all__ = [
 
 def _ax(ax: Axes | None, size: tuple[float, float] = (8, 4.5)) -> Axes:
     if ax is None:
-        _, ax = plt.subplots(figsize=size)
+        _fig, ax = plt.subplots(figsize=size)
     return ax
+
+
+def _model_label(model) -> str:
+    """An attribution model's name in the report's language (our code, unlike the channel names beside it)."""
+    from crmlib.roi.roi_table import MODELS
+
+    return _(model) if model in MODELS else str(model)
+
+
+def _state_labels(labels) -> list[str]:
+    """Markov chain states as tick labels: the chain's own states translated, channel names (data) as they are."""
+    from crmlib.roi.markov import CONVERSION, NULL, START
+
+    return [_(s) if s in (START, CONVERSION, NULL) else str(s) for s in labels]
 
 
 def roas_ranges(roi: pd.DataFrame) -> pd.DataFrame:
@@ -66,7 +81,6 @@ def plot_roas_by_channel(roi: pd.DataFrame, *, currency: str | None = None, axes
     """
     from matplotlib.ticker import FuncFormatter
 
-    from crmlib.i18n import _
     from crmlib.plotting import colors_for
     from crmlib.present import fmt_money, fmt_number, fmt_ratio
 
@@ -117,11 +131,11 @@ def plot_roi_by_model(roi: pd.DataFrame, *, metric: str = "roi", ax: Axes | None
     width = 0.8 / n_models
     x = np.arange(len(wide))
     for i, model in enumerate(wide.columns):
-        ax.bar(x + (i - (n_models - 1) / 2) * width, wide[model].to_numpy(), width, label=model)
+        ax.bar(x + (i - (n_models - 1) / 2) * width, wide[model].to_numpy(), width, label=_model_label(model))
     ax.set_xticks(x, wide.index, rotation=30, ha="right")
     ax.axhline(0.0 if metric == "roi" else 1.0, color="grey", linestyle="--", linewidth=1)
-    ax.set_ylabel({"roi": "ROI = (revenue - cost) / cost", "roas": "ROAS = revenue / cost"}.get(metric, metric))
-    ax.set_title(f"{metric.upper()} by channel under each attribution model")
+    ax.set_ylabel({"roi": _("ROI = (revenue - cost) / cost"), "roas": _("ROAS = revenue / cost")}.get(metric, metric))
+    ax.set_title(_("{metric} by channel under each attribution model").format(metric=metric.upper()))
     ax.legend(fontsize="small", ncol=2)
     return ax
 
@@ -131,8 +145,8 @@ def plot_removal_effects(removal_effects: pd.DataFrame, *, measure: str = "conve
     ax = _ax(ax, (7, 4))
     re = removal_effects[measure].sort_values()
     ax.barh(re.index, re.to_numpy(), color=[color_for(c) for c in re.index])
-    ax.set_xlabel(f"removal effect ({measure}): 1 - P(without channel) / P")
-    ax.set_title("Markov removal effects")
+    ax.set_xlabel(_("removal effect ({measure}): 1 - P(without channel) / P").format(measure=_(measure)))
+    ax.set_title(_("Markov removal effects"))
     ax.set_xlim(0, max(1.0, float(re.max()) * 1.05) if len(re) else 1.0)
     return ax
 
@@ -142,16 +156,16 @@ def plot_transition_matrix(transition_matrix: pd.DataFrame, *, ax: Axes | None =
     ax = _ax(ax, (8, 6))
     m = transition_matrix.to_numpy(float)
     ax.imshow(m, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(m.shape[1]), transition_matrix.columns, rotation=45, ha="right")
-    ax.set_yticks(range(m.shape[0]), transition_matrix.index)
+    ax.set_xticks(range(m.shape[1]), _state_labels(transition_matrix.columns), rotation=45, ha="right")
+    ax.set_yticks(range(m.shape[0]), _state_labels(transition_matrix.index))
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             if m[i, j] > 0:
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if m[i, j] > 0.6 else "black")
-    ax.set_xlabel("to")
-    ax.set_ylabel("from")
-    ax.set_title("Markov transition probabilities")
+    ax.set_xlabel(_("to"))
+    ax.set_ylabel(_("from"))
+    ax.set_title(_("Markov transition probabilities"))
     return ax
 
 
@@ -168,13 +182,13 @@ def plot_response_curves(
     for channel, c in curves.groupby("channel", sort=True):
         ok = True if identified is None else bool(identified.get(channel, True))
         line = ax.plot(c["weekly_spend"], c["response"], linestyle="-" if ok else "--", color=colors[channel],
-                       label=channel if ok else f"{channel} (not identified)")[0]
+                       label=channel if ok else _("{channel} (not identified)").format(channel=channel))[0]
         ax.fill_between(c["weekly_spend"], c["low"], c["high"], color=line.get_color(), alpha=0.15)
         cur = float(c["current_weekly_spend"].iloc[0])
         ax.plot([cur], [np.interp(cur, c["weekly_spend"], c["response"])], "o", color=line.get_color())
-    ax.set_xlabel("weekly spend")
-    ax.set_ylabel("predicted weekly revenue (steady state)")
-    ax.set_title("Response curves (dot = current spend)")
+    ax.set_xlabel(_("weekly spend"))
+    ax.set_ylabel(_("predicted weekly revenue (steady state)"))
+    ax.set_title(_("Response curves (dot = current spend)"))
     ax.legend(fontsize="small")
     return ax
 
@@ -183,11 +197,11 @@ def plot_journey_lengths(lengths: pd.DataFrame, *, ax: Axes | None = None) -> Ax
     """Journey-length distribution (touches per journey), converting vs non-converting."""
     ax = _ax(ax, (7, 4))
     x = lengths["touches"].to_numpy()
-    ax.bar(x - 0.2, lengths["converting"], 0.4, label="converting")
-    ax.bar(x + 0.2, lengths["non_converting"], 0.4, label="non-converting")
-    ax.set_xlabel("touches in journey")
-    ax.set_ylabel("journeys")
-    ax.set_title("Journey length")
+    ax.bar(x - 0.2, lengths["converting"], 0.4, label=_("converting"))
+    ax.bar(x + 0.2, lengths["non_converting"], 0.4, label=_("non-converting"))
+    ax.set_xlabel(_("touches in journey"))
+    ax.set_ylabel(_("journeys"))
+    ax.set_title(_("Journey length"))
     ax.legend()
     return ax
 
@@ -196,9 +210,9 @@ def plot_time_to_convert(time_to_convert: pd.DataFrame, *, ax: Axes | None = Non
     """Histogram of whole days from a converting journey's first touch to the order."""
     ax = _ax(ax, (7, 4))
     ax.bar(time_to_convert["days"], time_to_convert["conversions"], width=0.9)
-    ax.set_xlabel("days from first touch to conversion (floored)")
-    ax.set_ylabel("conversions")
-    ax.set_title("Time to convert")
+    ax.set_xlabel(_("days from first touch to conversion (floored)"))
+    ax.set_ylabel(_("conversions"))
+    ax.set_title(_("Time to convert"))
     return ax
 
 
@@ -206,13 +220,13 @@ def plot_budget(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     """Current vs proposed weekly spend per channel, with the allowed range as error bars."""
     ax = _ax(ax, (7, 4))
     x = np.arange(len(table))
-    ax.bar(x - 0.2, table["current"], 0.4, label="current")
-    ax.bar(x + 0.2, table["proposed"], 0.4, label="proposed")
+    ax.bar(x - 0.2, table["current"], 0.4, label=_("current"))
+    ax.bar(x + 0.2, table["proposed"], 0.4, label=_("proposed"))
     mid = (table["lower"] + table["upper"]) / 2
     ax.errorbar(x + 0.2, mid, yerr=(table["upper"] - table["lower"]) / 2, fmt="none", ecolor="black",
-                capsize=4, label="allowed range")
+                capsize=4, label=_("allowed range"))
     ax.set_xticks(x, table["channel"], rotation=30, ha="right")
-    ax.set_ylabel("weekly spend")
-    ax.set_title("Budget reallocation")
+    ax.set_ylabel(_("weekly spend"))
+    ax.set_title(_("Budget reallocation"))
     ax.legend(fontsize="small")
     return ax

@@ -25,6 +25,7 @@ import ibis
 import numpy as np
 import pandas as pd
 
+from crmlib.i18n import N_
 from crmlib.params import schema_default
 from crmlib.roi import heuristics
 from crmlib.roi.journeys import _to_ts
@@ -45,23 +46,37 @@ __all__ = [
 #: default position-based weights: the params schema's ``roi.position_weights``
 _POSITION_WEIGHTS = tuple(schema_default("roi.position_weights"))
 
-MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov", "shapley")
+#: the attribution models, by code; the codes are marked for the catalog, pages show them through ``_()``
+MODELS = (N_("first_touch"), N_("last_touch"), N_("linear"), N_("time_decay"), N_("position_based"), N_("markov"),
+          N_("shapley"))
+#: each model's one-line convention, stored in English in ``roi.parquet`` and shown translated on the page
+#: (:func:`crmlib.roi.messages.recorded_text` reads the values back through these templates)
+CONVENTIONS = {
+    "first_touch": N_("100 % to the first touch of each converting journey"),
+    "last_touch": N_("100 % to the last touch of each converting journey"),
+    "linear": N_("equal shares to every touch (repeats counted)"),
+    "time_decay": N_("shares 2^(-age/half-life) normalised per journey"),
+    "time_decay_half_life": N_("shares 2^(-age/half-life) normalised per journey, half-life {days} days"),
+    "position_based": N_("{first}/{middle}/{last} first/middle/last; 1 touch 100 %, 2 touches split pro rata"),
+    "markov": N_("first-order Markov, exact absorbing-chain solve; credit = total x RE/sum(RE), "
+                 "RE = 1 - P(without c)/P, repeats collapsed"),
+    "shapley": N_("exact Shapley, v(S) = conversions of journeys whose channel set is within S "
+                  "(= equal split over a journey's distinct channels)"),
+}
 
 
 def model_conventions(position_weights=_POSITION_WEIGHTS, half_life_days: float | None = None) -> dict[str, str]:
     """One-line convention of every model, written next to its credits."""
     f, m, l = position_weights
     return {
-        "first_touch": "100 % to the first touch of each converting journey",
-        "last_touch": "100 % to the last touch of each converting journey",
-        "linear": "equal shares to every touch (repeats counted)",
-        "time_decay": "shares 2^(-age/half-life) normalised per journey"
-        + (f", half-life {half_life_days:g} days" if half_life_days else ""),
-        "position_based": f"{f:g}/{m:g}/{l:g} first/middle/last; 1 touch 100 %, 2 touches split pro rata",
-        "markov": "first-order Markov, exact absorbing-chain solve; credit = total x RE/sum(RE), "
-        "RE = 1 - P(without c)/P, repeats collapsed",
-        "shapley": "exact Shapley, v(S) = conversions of journeys whose channel set is within S "
-        "(= equal split over a journey's distinct channels)",
+        "first_touch": CONVENTIONS["first_touch"],
+        "last_touch": CONVENTIONS["last_touch"],
+        "linear": CONVENTIONS["linear"],
+        "time_decay": (CONVENTIONS["time_decay_half_life"].format(days=f"{half_life_days:g}") if half_life_days
+                       else CONVENTIONS["time_decay"]),
+        "position_based": CONVENTIONS["position_based"].format(first=f"{f:g}", middle=f"{m:g}", last=f"{l:g}"),
+        "markov": CONVENTIONS["markov"],
+        "shapley": CONVENTIONS["shapley"],
     }
 
 

@@ -33,8 +33,10 @@ import numpy as np
 import pandas as pd
 
 from crmlib.asof import resolve_as_of
+from crmlib.i18n import N_, _
 from crmlib.roi.budget import BudgetResult, reallocate_budget
 from crmlib.roi.journeys import JourneyResult, build_journeys
+from crmlib.roi.messages import NOTES, NOTHING_IDENTIFIED, NOT_IDENTIFIED, recorded_text
 from crmlib.roi.mmm import MediaMixModel, weekly_totals
 from crmlib.roi.roi_table import (
     MODELS,
@@ -101,6 +103,23 @@ CHANNEL_COMPARING_MODELS = ("markov", "shapley")
 MAX_SHAPLEY_CHANNELS = 62
 #: What the attribution step writes (removed when it cannot be computed).
 ATTRIBUTION_TABLES = ("attribution", "roi", "roi_disagreement", "roi_markov")
+#: The step names of the channel-comparing models (warnings are recorded under them; pages translate them).
+COMPARING_STEPS = {
+    ("markov", "channel"): N_("Markov attribution"),
+    ("shapley", "channel"): N_("Shapley attribution"),
+    ("markov", "campaign"): N_("Markov attribution by campaign"),
+    ("shapley", "campaign"): N_("Shapley attribution by campaign"),
+}
+#: how the journey conventions (``roi_journeys.json``) are named on the page
+JOURNEY_CONVENTIONS = {
+    "lookback_days": N_("lookback days"),
+    "half_life_days": N_("half life days"),
+    "period_start": N_("period start"),
+    "period_end_exclusive": N_("period end exclusive"),
+    "label": N_("label"),
+    "path_format": N_("path format"),
+    "conversion": N_("conversion"),
+}
 
 
 @dataclass(frozen=True)
@@ -122,7 +141,9 @@ class MissingInput(Unavailable):
     def _repr_markdown_(self) -> str:
         from crmlib.report import escape_markdown
 
-        return f"**{escape_markdown(self.step)}: skipped** - {escape_markdown(self.reason)}"
+        # the step is our code (marked where the notice is made); the reason is written in the run's language
+        head = _("{step}: skipped").format(step=_(self.step))
+        return f"**{escape_markdown(head)}** - {escape_markdown(self.reason)}"
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"stage": [self.step], "status": ["skipped"], "reason": [self.reason]})
@@ -209,10 +230,10 @@ def _cached(engine, key: str, settings: dict, make):
 def journeys_stage(engine, params: dict, *, label: str = "channel") -> JourneyResult | MissingInput:
     """Build journeys and the path table; writes ``roi_journeys.json`` (summary and conventions)."""
     if not engine.has_table("orders"):
-        return MissingInput("journeys", "no orders table: run the ingest stage first.")
+        return MissingInput(N_("journeys"), _("no orders table: run the ingest stage first."))
     if not engine.has_table("touchpoints"):
-        return _missing(engine, "journeys and attribution",
-                        "no touchpoints source in this run: journeys and attribution need marketing touches.")
+        return _missing(engine, N_("journeys and attribution"),
+                        _("no touchpoints source in this run: journeys and attribution need marketing touches."))
     s = roi_settings(engine, params)
 
     def make():
@@ -249,9 +270,9 @@ def attribution_stage(engine, params: dict) -> AttributionResult | Unavailable:
     journeys = journeys_stage(engine, params)
     if isinstance(journeys, Unavailable):
         _remove_tables(engine, *ATTRIBUTION_TABLES)
-        return _passed_on("attribution", journeys)
+        return _passed_on(N_("attribution"), journeys)
     s = roi_settings(engine, params)
-    result = _cached(engine, "attribution", s, lambda: guard(engine, STAGE, "attribution",
+    result = _cached(engine, "attribution", s, lambda: guard(engine, STAGE, N_("attribution"),
                                                               lambda: _attribute(engine, journeys.paths, s)))
     if isinstance(result, Unavailable):
         _remove_tables(engine, *ATTRIBUTION_TABLES)
@@ -274,17 +295,18 @@ def attribution_stage(engine, params: dict) -> AttributionResult | Unavailable:
 def _attribute(engine, paths: pd.DataFrame, s: dict, label: str = "channel") -> AttributionResult:
     """Rule-based models on every path table; Markov and Shapley where their preconditions hold."""
     if paths["conversions"].sum() == 0:
-        raise CannotCompute(
-            f"attribution needs orders with a marketing touch in the {s['lookback_days']:g} days before them; "
-            f"none of the orders in the period has one ({len(paths):,} journeys without an order). A longer "
-            "roi.lookback_days, or touchpoints that cover the order period, fixes it.")
+        raise CannotCompute(_(
+            "attribution needs orders with a marketing touch in the {days} days before them; none of the orders in "
+            "the period has one ({journeys} journeys without an order). A longer roi.lookback_days, or touchpoints "
+            "that cover the order period, fixes it.").format(days=f"{s['lookback_days']:g}",
+                                                            journeys=f"{len(paths):,}"))
     rule_based = [m for m in MODELS if m not in CHANNEL_COMPARING_MODELS]
     result = attribute_all(paths, models=rule_based, position_weights=s["position_weights"],
                            half_life_days=s["half_life_days"])
     channels = int(result.table["channel"].nunique())
     frames = [result.table]
     for model in CHANNEL_COMPARING_MODELS:
-        step = f"{model.capitalize()} attribution" + ("" if label == "channel" else f" by {label}")
+        step = COMPARING_STEPS[(model, label)]
         fitted = guard(engine, STAGE, step, lambda m=model: _channel_comparing(paths, m, channels, label))
         if isinstance(fitted, Unavailable):
             setattr(result, model, fitted)
@@ -297,21 +319,22 @@ def _attribute(engine, paths: pd.DataFrame, s: dict, label: str = "channel") -> 
 
 def _channel_comparing(paths: pd.DataFrame, model: str, channels: int, label: str) -> AttributionResult:
     """Markov or Shapley credits, or :class:`~crmlib.status.CannotCompute` when the data cannot support them."""
-    name = model.capitalize()
+    name, what = model.capitalize(), _(label)  # label: "channel" or "campaign", both in the catalog
     if channels < 2:
-        raise CannotCompute(
-            f"{name} attribution compares {label}s with each other, so it needs converting journeys touched by "
-            f"at least two {label}s; this data has {channels}, which the rule-based models credit with every "
-            "conversion.")
+        raise CannotCompute(_(
+            "{name} attribution compares {label}s with each other, so it needs converting journeys touched by "
+            "at least two {label}s; this data has {n}, which the rule-based models credit with every "
+            "conversion.").format(name=name, label=what, n=channels))
     if model == "shapley" and channels > MAX_SHAPLEY_CHANNELS:
-        raise CannotCompute(f"exact Shapley attribution handles at most {MAX_SHAPLEY_CHANNELS} {label}s; this data "
-                            f"has {channels:,}.")
+        raise CannotCompute(_("exact Shapley attribution handles at most {limit} {label}s; this data has {n}.").format(
+            limit=MAX_SHAPLEY_CHANNELS, label=what, n=f"{channels:,}"))
     try:
         return attribute_all(paths, models=[model])
     except np.linalg.LinAlgError as exc:
         # the Markov chain's transient system is singular when the journeys cannot reach a conversion
-        raise CannotCompute(f"{name} attribution: the transition system of these journeys is singular ({exc}), "
-                            f"so the journeys cannot tell the {label}s apart.") from exc
+        raise CannotCompute(_("{name} attribution: the transition system of these journeys is singular ({error}), "
+                              "so the journeys cannot tell the {label}s apart.").format(
+            name=name, error=exc, label=what)) from exc
 
 
 def roi_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
@@ -323,18 +346,18 @@ def roi_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
     """
     attribution = attribution_stage(engine, params)
     if isinstance(attribution, Unavailable):
-        return _passed_on("roi", attribution)
+        return _passed_on(N_("roi"), attribution)
     s = roi_settings(engine, params)
     spend, touches = _optional(engine, "spend"), engine.table("touchpoints")
-    notes = []
+    notes = []  # stored in English (roi_summary.json); the page translates them (crmlib.roi.messages)
     if spend is None:
-        notes.append("no spend table: cost is the touch-level cost only")
+        notes.append(NOTES["no_spend_table"])
     costs = channel_costs(spend, touches, period_start=s["period_start"], period_end=s["period_end"])
     from_touches = costs.loc[(costs["cost_source"] == "touches") & (costs["cost"] > 0), "channel"].tolist()
     if spend is not None and from_touches:
-        notes.append(f"no spend rows for {', '.join(from_touches)}: their cost is the touch-level cost")
+        notes.append(NOTES["touch_cost"].format(channels=", ".join(from_touches)))
     if costs["cost"].sum() == 0:
-        notes.append("no cost in the period: ROI, ROAS, CPA and CAC are undefined (null)")
+        notes.append(NOTES["no_cost"])
     table = roi_table(attribution.table, costs).assign(level="channel", campaign_id=None)
     frames = [table]
     has_campaigns = "campaign_id" in touches.columns and engine.to_pandas(touches.campaign_id.notnull().any())
@@ -345,8 +368,8 @@ def roi_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
             cc = channel_costs(spend, touches, period_start=s["period_start"], period_end=s["period_end"], level="campaign")
             ct = roi_table(ca.table, cc)
             # the label is the (channel, campaign_id) pair: both names come back exactly as loaded
-            ct = ct.assign(level="campaign", channel=[c for c, _ in ct["channel"]],
-                           campaign_id=[k for _, k in ct["channel"]])
+            ct = ct.assign(level="campaign", channel=[c for c, _k in ct["channel"]],
+                           campaign_id=[k for _c, k in ct["channel"]])
             frames.append(ct)
     out = pd.concat(frames, ignore_index=True)
     out["campaign_id"] = out["campaign_id"].astype("string")
@@ -359,7 +382,7 @@ def disagreement_stage(engine, params: dict, measure: str = "revenue") -> pd.Dat
     """Channel share and rank under each model and their spread; writes ``roi_disagreement.parquet``."""
     attribution = attribution_stage(engine, params)
     if isinstance(attribution, Unavailable):
-        return _passed_on("model disagreement", attribution)
+        return _passed_on(N_("model disagreement"), attribution)
     table = model_disagreement(attribution.table, measure)
     engine.write_table("roi_disagreement", table)
     return table
@@ -374,31 +397,32 @@ def mmm_stage(engine, params: dict) -> MediaMixModel | Unavailable:
     """
     s = roi_settings(engine, params)
     if not s["mmm_enabled"]:
-        return MissingInput("media-mix model", "disabled by roi.mmm.enabled = false.")
+        return MissingInput(N_("media-mix model"), _("disabled by roi.mmm.enabled = false."))
     if not engine.has_table("orders"):
-        return MissingInput("media-mix model", "no orders table.")
+        return MissingInput(N_("media-mix model"), _("no orders table."))
     spend, touches = _optional(engine, "spend"), _optional(engine, "touchpoints")
     if spend is None and (touches is None or "cost" not in touches.columns):
-        return _missing(engine, "media-mix model",
-                        "no spend table and no touch-level cost: nothing to relate revenue to.")
+        return _missing(engine, N_("media-mix model"),
+                        _("no spend table and no touch-level cost: nothing to relate revenue to."))
 
     def make():
         weekly = weekly_totals(engine.table("orders"), spend, touches,
                                period_start=s["period_start"], period_end=s["period_end"])
         channels = [c for c in weekly.columns if c not in ("week", "revenue") and weekly[c].sum() > 0]
         if not channels:
-            raise CannotCompute("the media-mix model relates weekly revenue to marketing cost; there is no "
-                                "marketing cost in the complete weeks of the period.")
+            raise CannotCompute(_("the media-mix model relates weekly revenue to marketing cost; there is no "
+                                  "marketing cost in the complete weeks of the period."))
         needed = max(MIN_MMM_WEEKS, 2 * len(channels) + 8)
         if len(weekly) < needed:
-            raise CannotCompute(
-                f"the media-mix model needs at least {needed} complete weeks of revenue and spend for "
-                f"{len(channels)} channel(s) (trend, seasonality and each channel's carry-over are estimated "
-                f"from them); this data has {len(weekly)}. A longer period of orders and spend fixes it.")
+            raise CannotCompute(_(
+                "the media-mix model needs at least {needed} complete weeks of revenue and spend for "
+                "{channels} channel(s) (trend, seasonality and each channel's carry-over are estimated "
+                "from them); this data has {weeks}. A longer period of orders and spend fixes it.").format(
+                needed=needed, channels=len(channels), weeks=len(weekly)))
         model = MediaMixModel(n_bootstrap=s["mmm_bootstrap"], block_weeks=s["mmm_block_weeks"], seed=s["mmm_seed"])
         return model.fit(weekly, channels)
 
-    model = _cached(engine, "mmm", s, lambda: guard(engine, STAGE, "media-mix model", make))
+    model = _cached(engine, "mmm", s, lambda: guard(engine, STAGE, N_("media-mix model"), make))
     if isinstance(model, MediaMixModel):
         cols = ["channel", "spend", "roas", "roas_low", "roas_high", "mroas", "identified"]
         summary = model.summary_.assign(method=model.summary_.attrs.get("convention", ""))
@@ -416,13 +440,14 @@ def budget_stage(engine, params: dict) -> BudgetResult | Unavailable:
     model = mmm_stage(engine, params)
     if isinstance(model, Unavailable):
         if isinstance(model, MissingInput):
-            return _passed_on("budget reallocation", model)
-        reason = f"the reallocation moves budget along the media-mix model's response curves: {model.reason}"
-        _warn_once(engine, "budget reallocation", reason)
+            return _passed_on(N_("budget reallocation"), model)
+        reason = _("the reallocation moves budget along the media-mix model's response curves: {reason}").format(
+            reason=model.reason)
+        _warn_once(engine, N_("budget reallocation"), reason)
         _remove_tables(engine, "roi_budget")
-        return Unavailable("budget reallocation", reason)
+        return Unavailable(N_("budget reallocation"), reason)
     s = roi_settings(engine, params)
-    result = _cached(engine, "budget", s, lambda: guard(engine, STAGE, "budget reallocation",
+    result = _cached(engine, "budget", s, lambda: guard(engine, STAGE, N_("budget reallocation"),
                                                          lambda: reallocate_budget(model, bounds=s["budget_bounds"])))
     if isinstance(result, Unavailable):
         _remove_tables(engine, "roi_budget")
@@ -430,7 +455,7 @@ def budget_stage(engine, params: dict) -> BudgetResult | Unavailable:
     engine.write_table("roi_budget", result.table.assign(
         gain=result.gain, gain_low=result.gain_low, gain_high=result.gain_high))
     if not result.table["identified"].any() and "nothing moves" not in result.method:
-        result.method += "; no channel is identified by the data, so nothing moves"
+        result.method = NOTHING_IDENTIFIED.format(method=result.method)
     return result
 
 
@@ -438,7 +463,7 @@ def response_curves_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
     """Response curves of the fitted MMM (``channel, weekly_spend, response, low, high``)."""
     model = mmm_stage(engine, params)
     if isinstance(model, Unavailable):
-        return _passed_on("response curves", model)
+        return _passed_on(N_("response curves"), model)
     return model.response_curves()
 
 
@@ -508,7 +533,6 @@ def _read_json(engine, name: str):
 
 def _absent(engine, step: str, *warned_steps: str) -> Unavailable:
     """The notice shown where a table is missing: the reason the stage recorded, else "not computed"."""
-    from crmlib.i18n import _
     from crmlib.status import read_warnings
 
     steps = warned_steps or (step,)
@@ -520,7 +544,6 @@ def _absent(engine, step: str, *warned_steps: str) -> Unavailable:
 
 def key_findings(engine, params: dict):
     """The page's opening "Key findings" (an HTML list), from the stage's tables (:mod:`crmlib.roi.findings`)."""
-    from crmlib.i18n import _
     from crmlib.roi.findings import findings_markdown, roi_findings
 
     found = roi_findings(engine.tables_dir, currency=params["run"]["currency"])
@@ -530,12 +553,11 @@ def key_findings(engine, params: dict):
 def journey_summary(engine, params: dict):
     """Journey counts in plain words (conversions, touched share, unattributable touches)."""
     from crmlib import report
-    from crmlib.i18n import _
     from crmlib.present import fmt_count, fmt_money
 
     j = _read_json(engine, "roi_journeys")
     if j is None:
-        return _absent(engine, "journeys", "journeys and attribution", "journeys")
+        return _absent(engine, N_("journeys"), "journeys and attribution", "journeys")
     s, cur = j["summary"], params["run"]["currency"]
     rows = [
         (_("orders in the period"), fmt_count(s["conversions"]), fmt_money(s["conversion_value"], cur)),
@@ -555,12 +577,11 @@ def journey_charts(engine, params: dict):
     import matplotlib.pyplot as plt
 
     from crmlib import report
-    from crmlib.i18n import _
     from crmlib.roi.plotting import plot_journey_lengths, plot_time_to_convert
 
     j = _read_json(engine, "roi_journeys")
     if j is None:
-        return _show(_absent(engine, "journeys", "journeys and attribution", "journeys"))
+        return _show(_absent(engine, N_("journeys"), "journeys and attribution", "journeys"))
     lengths, ttc = pd.DataFrame(j["lengths"]), pd.DataFrame(j["time_to_convert_days"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     plot_journey_lengths(lengths, ax=left)
@@ -581,17 +602,16 @@ def roi_chart(engine, params: dict, *, metric: str = "roas"):
     """Every channel's cost beside its ROAS on a log scale (range over the attribution models), with a takeaway
     title, caption and alt text; returns the two axes."""
     from crmlib import report
-    from crmlib.i18n import _
     from crmlib.present import fmt_money, fmt_ratio
     from crmlib.roi.plotting import plot_roas_by_channel, roas_ranges
 
     table = _read_table(engine, "roi")
     if table is None:
-        return _show(_absent(engine, "roi", "attribution", "journeys and attribution"))
+        return _show(_absent(engine, N_("roi"), "attribution", "journeys and attribution"))
     channels = table[table["level"] == "channel"]
     ranges = roas_ranges(channels)
     if ranges.empty:
-        return _show(MissingInput("ROI chart", _("no channel has a cost in the period, so ROAS is undefined.")))
+        return _show(MissingInput(N_("ROI chart"), _("no channel has a cost in the period, so ROAS is undefined.")))
     axes = plot_roas_by_channel(channels, currency=params["run"]["currency"])
     from crmlib.roi.findings import SMALL_COST_SHARE
 
@@ -602,14 +622,14 @@ def roi_chart(engine, params: dict, *, metric: str = "roas"):
               "model").format(k=len(pays), n=len(material))
     if len(small):
         title += _("; {names} look high only because almost none of their cost is recorded").format(
-            names=", ".join(map(str, small["channel"])))
+            names=_(", ").join(map(str, small["channel"])))
     no_cost = sorted(set(channels["channel"]) - set(ranges["channel"]))
     caption = _("Left: cost in the period. Right: ROAS (credited revenue / cost) on a log scale so that every channel "
                 "shows; the bar reaches the median over the attribution models, the black line spans the lowest to "
                 "the highest model, the dashed line is break-even.")
     if no_cost:
-        caption += " " + _("Not shown (no cost recorded): {names}.").format(names=", ".join(map(str, no_cost)))
-    alt = _("ROAS by channel: {rows}").format(rows="; ".join(
+        caption += " " + _("Not shown (no cost recorded): {names}.").format(names=_(", ").join(map(str, no_cost)))
+    alt = _("ROAS by channel: {rows}").format(rows=_("; ").join(
         _("{channel} cost {cost}, ROAS {low} to {high}").format(channel=r["channel"], cost=fmt_money(r["cost"], params["run"]["currency"]),
                                                                low=fmt_ratio(r["roas_low"]), high=fmt_ratio(r["roas_high"]))
         for _i, r in ranges.iterrows()))
@@ -621,16 +641,16 @@ def roi_view(engine, params: dict, *, run_dir=None):
     """One row per channel: cost, credited revenue and CAC of the reference model, and the ROAS range over the
     attribution models; the full model x channel table is a download."""
     from crmlib import report
-    from crmlib.i18n import _
     from crmlib.roi.plotting import roas_ranges
     from crmlib.roi.findings import _range
 
     table = _read_table(engine, "roi")
     if table is None:
-        return _absent(engine, "roi", "attribution", "journeys and attribution")
+        return _absent(engine, N_("roi"), "attribution", "journeys and attribution")
     ch = table[table["level"] == "channel"]
-    model = REFERENCE_MODEL if REFERENCE_MODEL in set(ch["model"]) else str(ch["model"].iloc[0])
-    ref = ch[ch["model"] == model].set_index("channel")
+    code = REFERENCE_MODEL if REFERENCE_MODEL in set(ch["model"]) else str(ch["model"].iloc[0])
+    ref = ch[ch["model"] == code].set_index("channel")
+    model = _(code)  # the model's name in the headers
     ranges = roas_ranges(ch).set_index("channel")
     mmm = _read_table(engine, "mmm")
     mmm = mmm.set_index("channel") if mmm is not None else None
@@ -665,20 +685,19 @@ def _download_links(full: pd.DataFrame, name: str, run_dir, label: str) -> str:
     import html as _html
 
     from crmlib import report
-    from crmlib.i18n import _
 
     folder = Path(run_dir) / "downloads"
     folder.mkdir(parents=True, exist_ok=True)
     report.write_people_csv(full, folder / f"{name}.csv")
     report._write_xlsx(full, folder / f"{name}.xlsx")  # the same writer report.show(download=...) uses
     e = _html.escape
-    return (f"<p class='crm-download'>{e(label)} ({e(_('full table'))}): "
+    lead = _("{label} (full table):").format(label=label)
+    return (f"<p class='crm-download'>{e(lead)} "
             f"<a href='downloads/{e(name)}.csv' download>CSV</a> &middot; "
             f"<a href='downloads/{e(name)}.xlsx' download>Excel</a></p>")
 
 
 def _mmm_words(mmm: pd.DataFrame | None, channel: str) -> str:
-    from crmlib.i18n import _
     from crmlib.present import fmt_ratio
 
     if mmm is None or channel not in mmm.index:
@@ -695,18 +714,17 @@ def _mmm_words(mmm: pd.DataFrame | None, channel: str) -> str:
 def campaign_roi(engine, params: dict, *, run_dir=None):
     """The campaigns with the most cost (reference model), a few columns; every campaign row is a download."""
     from crmlib import report
-    from crmlib.i18n import _
 
     table = _read_table(engine, "roi")
     if table is None:
-        return _absent(engine, "campaign ROI", "attribution", "journeys and attribution")
+        return _absent(engine, N_("campaign ROI"), "attribution", "journeys and attribution")
     camp = table[table["level"] == "campaign"]
     if camp.empty:
         from IPython.display import Markdown
 
         return Markdown(_("*The touches carry no campaign ids: no campaign ROI.*"))
-    model = REFERENCE_MODEL if REFERENCE_MODEL in set(camp["model"]) else str(camp["model"].iloc[0])
-    ref = camp[camp["model"] == model].sort_values("cost", ascending=False)
+    code = REFERENCE_MODEL if REFERENCE_MODEL in set(camp["model"]) else str(camp["model"].iloc[0])
+    ref = camp[camp["model"] == code].sort_values("cost", ascending=False)
     view = pd.DataFrame({_("campaign"): ref["campaign_id"], _("channel"): ref["channel"], _("cost"): ref["cost"],
                          _("orders credited"): ref["conversions"], _("revenue credited"): ref["revenue"],
                          _("ROAS"): ref["roas"], _("CAC"): ref.get("cac")})
@@ -715,18 +733,17 @@ def campaign_roi(engine, params: dict, *, run_dir=None):
     return report.show(full, columns=list(view.columns), currency=params["run"]["currency"], max_rows=10,
                        kinds={_("cost"): "money", _("orders credited"): "number", _("revenue credited"): "money",
                               _("ROAS"): "ratio", _("CAC"): "money"},
-                       caption=_("Campaigns with the most cost ({model} attribution)").format(model=model),
+                       caption=_("Campaigns with the most cost ({model} attribution)").format(model=_(code)),
                        download="roi_campaigns" if run_dir is not None else None, run_dir=run_dir)
 
 
 def disagreement_view(engine, params: dict):
     """Each channel's share of credited revenue: lowest and highest over the models, and its rank range."""
     from crmlib import report
-    from crmlib.i18n import _
 
     d = _read_table(engine, "roi_disagreement")
     if d is None:
-        return _absent(engine, "model disagreement", "attribution", "journeys and attribution")
+        return _absent(engine, N_("model disagreement"), "attribution", "journeys and attribution")
     view = pd.DataFrame({_("channel"): d["channel"], _("lowest share"): d["share_min"],
                          _("highest share"): d["share_max"], _("spread"): d["share_spread"],
                          _("ranks apart"): d["rank_range"]})
@@ -740,12 +757,11 @@ def markov_charts(engine, params: dict):
     import matplotlib.pyplot as plt
 
     from crmlib import report
-    from crmlib.i18n import _
     from crmlib.roi.plotting import plot_removal_effects, plot_transition_matrix
 
     m = _read_json(engine, "roi_markov")
     if m is None:
-        return _show(_absent(engine, "Markov model", "Markov attribution", "attribution", "journeys and attribution"))
+        return _show(_absent(engine, N_("Markov model"), "Markov attribution", "attribution", "journeys and attribution"))
     removal = pd.DataFrame(m["removal_effects"]).set_index("channel")
     tm = m["transition_matrix"]
     matrix = pd.DataFrame(tm["data"], index=tm["index"], columns=tm["columns"])
@@ -765,10 +781,10 @@ def mmm_table(engine, params: dict) -> pd.DataFrame | Unavailable:
     """The media-mix summary per channel (``identified`` false: the data cannot pin the channel down)."""
     s = _read_table(engine, "mmm")
     if s is None:
-        return _absent(engine, "media-mix model")
+        return _absent(engine, N_("media-mix model"))
     reason = s["reason"].astype(str)
     says_itself = s["identified"] | reason.str.startswith("not modelled")
-    verdict = reason.where(says_itself, "not identified by this data: " + reason)
+    verdict = reason.where(says_itself, [NOT_IDENTIFIED.format(reason=r) for r in reason])
     # no point estimate, and nothing it can be read back from, for a channel the data cannot pin down
     cols = ["channel", "spend", "roas", "roas_low", "roas_high", "mroas", "mroas_low", "mroas_high"]
     return s[[c for c in cols if c in s.columns]].assign(verdict=verdict)
@@ -777,7 +793,6 @@ def mmm_table(engine, params: dict) -> pd.DataFrame | Unavailable:
 def mmm_view(engine, params: dict):
     """The media-mix model per channel in words: spend, incremental ROAS with its interval, or why not."""
     from crmlib import report
-    from crmlib.i18n import _
 
     t = mmm_table(engine, params)
     if isinstance(t, Unavailable):
@@ -786,7 +801,7 @@ def mmm_view(engine, params: dict):
     view = pd.DataFrame({_("channel"): t["channel"], _("spend"): t["spend"],
                          _("incremental ROAS (interval)"): [_mmm_words(_read_table(engine, "mmm").set_index("channel"), c)
                                                             for c in t["channel"]],
-                         _("why"): mmm["verdict"].to_numpy()})
+                         _("why"): [recorded_text(v) for v in mmm["verdict"]]})
     return report.show(view, kinds={_("spend"): "money"}, currency=params["run"]["currency"],
                        caption=_("Media-mix model"))
 
@@ -794,13 +809,12 @@ def mmm_view(engine, params: dict):
 def response_curves_chart(engine, params: dict):
     """Response curves of the media-mix model with bootstrap bands (unidentified channels dashed)."""
     from crmlib import report
-    from crmlib.i18n import _
     from crmlib.roi.plotting import plot_response_curves
 
     curves = _read_table(engine, "roi_response_curves")
     mmm = _read_table(engine, "mmm")
     if curves is None or mmm is None:
-        return _show(_absent(engine, "response curves", "media-mix model"))
+        return _show(_absent(engine, N_("response curves"), "media-mix model"))
     identified = mmm.set_index("channel")["identified"]
     ax = plot_response_curves(curves, identified=identified)
     ax.set_title("")
@@ -809,20 +823,19 @@ def response_curves_chart(engine, params: dict):
                              _("No channel's response curve is pinned down by this data")),
                   caption=_("Predicted weekly revenue at each weekly spend (steady state), with bootstrap bands; the dot "
                             "is current spend; dashed lines are channels the data cannot identify."),
-                  alt=_("Media-mix response curves for {names}").format(names=", ".join(map(str, curves["channel"].unique()))))
+                  alt=_("Media-mix response curves for {names}").format(names=_(", ").join(map(str, curves["channel"].unique()))))
     return ax
 
 
 def budget_table(engine, params: dict) -> pd.DataFrame | Unavailable:
     """The proposed weekly reallocation per channel, never beyond the bounds (``roi_budget``)."""
     t = _read_table(engine, "roi_budget")
-    return _absent(engine, "budget reallocation") if t is None else t
+    return _absent(engine, N_("budget reallocation")) if t is None else t
 
 
 def budget_view(engine, params: dict):
     """The proposed weekly reallocation in a few columns."""
     from crmlib import report
-    from crmlib.i18n import _
 
     t = budget_table(engine, params)
     if isinstance(t, Unavailable):
@@ -840,53 +853,64 @@ def budget_caveats(engine, params: dict):
     """The reallocation's predicted gain, its interval and its caveats, in plain words (Markdown)."""
     from IPython.display import Markdown
 
-    from crmlib.i18n import _
     from crmlib.present import fmt_money, fmt_percent
     from crmlib.report import escape_markdown
 
     b = _read_json(engine, "roi_budget_summary")
     if b is None:
-        return _absent(engine, "budget reallocation")
+        return _absent(engine, N_("budget reallocation"))
     cur = params["run"]["currency"]
     head = _("Predicted change in weekly revenue: {gain} ({level} interval {low} to {high}) for the same weekly "
              "budget of {budget}.").format(gain=fmt_money(b["gain"], cur), level=fmt_percent(b["ci_level"]),
                                            low=fmt_money(b["gain_low"], cur), high=fmt_money(b["gain_high"], cur),
                                            budget=fmt_money(b["total_budget"], cur))
     lines = [f"**{escape_markdown(head)}**", ""]
-    lines += [f"- {escape_markdown(c)}" for c in b["caveats"]]  # caveats name channels: data
+    lines += [f"- {escape_markdown(recorded_text(c))}" for c in b["caveats"]]  # caveats name channels: data
     return Markdown("\n".join(lines))
+
+
+def _journey_value(key: str, value) -> str:
+    """A journey convention's value on the page: the label kind and the rules in words, numbers and dates as stored."""
+    if key == "label":
+        return _(str(value))
+    return recorded_text(str(value)) if key in ("path_format", "conversion") else str(value)
 
 
 def method_notes(engine, params: dict):
     """"How this was computed": one note per attribution model and per model step, not one per row."""
     from IPython.display import Markdown
 
-    from crmlib.i18n import _
     from crmlib.report import escape_markdown
 
-    e = escape_markdown
+    colon = _(": ")  # the separator after a note's bold name, in the run's language
+
+    def note(name: str, text: str) -> str:
+        return f"- **{escape_markdown(name)}**{escape_markdown(colon)}{escape_markdown(text)}"
+
     lines = []
     roi = _read_table(engine, "roi")
     if roi is not None and "convention" in roi:
         for model, notes in roi.groupby("model", sort=False)["convention"]:
-            lines.append(f"- **{e(model)}**: {e('; '.join(dict.fromkeys(map(str, notes.dropna()))))}")
+            said = dict.fromkeys(recorded_text(str(n)) for n in notes.dropna())
+            lines.append(note(_(model), _("; ").join(said)))
     j = _read_json(engine, "roi_journeys")
     if j is not None:
-        conv = "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in j["conventions"].items() if v is not None)
-        lines.append(f"- **{e(_('journeys'))}**: {e(conv)}")
+        conv = _("; ").join(_("{name} {value}").format(name=_(JOURNEY_CONVENTIONS.get(k, k)), value=_journey_value(k, v))
+                            for k, v in j["conventions"].items() if v is not None)
+        lines.append(note(_("journeys"), conv))
     m = _read_json(engine, "roi_markov")
     if m is not None:
-        lines.append(f"- **{e(_('Markov removal effects'))}**: {e(m['convention'])}")
+        lines.append(note(_("Markov removal effects"), recorded_text(m["convention"])))
     mmm = _read_table(engine, "mmm")
     if mmm is not None and "method" in mmm and len(mmm):
-        lines.append(f"- **{e(_('media-mix model'))}**: {e(mmm['method'].iloc[0])}")
+        lines.append(note(_("media-mix model"), recorded_text(mmm["method"].iloc[0])))
     b = _read_json(engine, "roi_budget_summary")
     if b is not None:
-        lines.append(f"- **{e(_('budget reallocation'))}**: {e(b['method'])}")
+        lines.append(note(_("budget reallocation"), recorded_text(b["method"])))
     s = _read_json(engine, "roi_summary")
     if s is not None:
-        lines.append(f"- **{e(_('blended ROAS and CAC'))}**: " + e(_(
+        lines.append(note(_("blended ROAS and CAC"), _(
             "credited revenue and cost of the {model} model summed over channels; CAC = cost / new customers "
-            "credited").format(model=s["reference_model"])))
-        lines += [f"- **{e(_('data note'))}**: {e(n)}" for n in s.get("notes", [])]
+            "credited").format(model=_(s["reference_model"]))))
+        lines += [note(_("data note"), recorded_text(n)) for n in s.get("notes", [])]
     return Markdown("\n".join(lines) if lines else _("*No method notes: nothing was computed.*"))

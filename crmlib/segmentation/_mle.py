@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from crmlib.i18n import _
+from crmlib.present import fmt_number
 from crmlib.status import CannotCompute
 
 __all__ = ["BaseFitter", "ConvergenceReport", "MLEResult", "fit_log_params", "fit_warm_started", "numerical_hessian",
@@ -141,7 +143,7 @@ def fit_log_params(
     evals_per_hessian = theta.size * (2 if hessian_scheme == "central" else 1)
     hess = numerical_hessian(grad_only, theta, hessian_scheme, g0=g)
     nfev += evals_per_hessian
-    for _ in range(8):
+    for _attempt in range(8):
         if np.max(np.abs(g)) * n_weight < 1e-7:
             break
         try:
@@ -200,14 +202,14 @@ def require_convergence(result: MLEResult, model: str, data_size: str) -> None:
     finite = bool(np.all(np.isfinite(result.params)) and np.isfinite(result.log_likelihood))
     if conv.success and finite:
         return
-    why = ("the parameters are not finite" if not finite else
-           "the likelihood has no proper maximum (Hessian not positive definite)"
+    why = (_("the parameters are not finite") if not finite else
+           _("the likelihood has no proper maximum (Hessian not positive definite)")
            if not conv.hessian_positive_definite else
-           f"the optimiser stopped with gradient norm {conv.gradient_norm:.3g}")
-    raise CannotCompute(
-        f"{model} did not converge on this data ({data_size}): {why}, so its parameters are not pinned "
+           _("the optimiser stopped with gradient norm {norm}").format(norm=fmt_number(conv.gradient_norm)))
+    raise CannotCompute(_(
+        "{model} did not converge on this data ({data_size}): {why}, so its parameters are not pinned "
         "down. More customers or a longer order history would fix it; a small segmentation.clv.penalizer_coef "
-        "(e.g. 0.001) can stabilise a small data set.")
+        "(e.g. 0.001) can stabilise a small data set.").format(model=model, data_size=data_size, why=why))
 
 
 def summary_frame(names: list[str], result: MLEResult, level: float = 0.95) -> pd.DataFrame:

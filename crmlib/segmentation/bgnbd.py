@@ -32,6 +32,8 @@ from crmlib.segmentation._mle import (
     compress_patterns,
     require_convergence,
 )
+from crmlib.i18n import _
+from crmlib.present import fmt_count
 from crmlib.status import CannotCompute
 
 __all__ = ["BetaGeoFitter"]
@@ -172,13 +174,14 @@ def _nll_and_grad(theta: np.ndarray, data: _Prepared) -> tuple[float, np.ndarray
 def _require_repeat_buyers(n_customers: float, n_repeat: float) -> None:
     """The BG/NBD likelihood has a proper maximum only when someone bought on more than one day."""
     if n_customers <= 0:
-        raise CannotCompute("BG/NBD needs customers with at least one purchase up to the calibration end; "
-                            "this data has none.")
+        raise CannotCompute(_("BG/NBD needs customers with at least one purchase up to the calibration end; "
+                              "this data has none."))
     if n_repeat <= 0:
-        raise CannotCompute(
-            f"BG/NBD learns purchase rates and dropout from repeat purchases, so it needs customers who bought "
-            f"on more than one day; the {n_customers:,.0f} customer(s) in this data all bought on one day only "
-            "(a new shop, a pilot region or a short extract looks like this). A longer order history fixes it.")
+        raise CannotCompute(_(
+            "BG/NBD learns purchase rates and dropout from repeat purchases, so it needs customers who bought "
+            "on more than one day; the {n} customer(s) in this data all bought on one day only "
+            "(a new shop, a pilot region or a short extract looks like this). A longer order history fixes it."
+        ).format(n=fmt_count(n_customers)))
 
 
 class BetaGeoFitter(BaseFitter):
@@ -267,7 +270,8 @@ class BetaGeoFitter(BaseFitter):
             init = np.log([initial_params[k] for k in PARAM_NAMES])
 
         result = fit_warm_started(_nll_and_grad, data, _Prepared, patterns, init, penalizer_coef=self.penalizer_coef)
-        require_convergence(result, "BG/NBD", f"{n:,.0f} customer(s), {data.w.sum():,.0f} of them repeat buyers")
+        require_convergence(result, "BG/NBD", _("{n} customer(s), {repeat} of them repeat buyers").format(
+            n=fmt_count(n), repeat=fmt_count(data.w.sum())))
         self._store_fit(result, n_customers=n, n_patterns=data.n_patterns, started=start)
         self.summary.attrs.update(
             {

@@ -22,10 +22,13 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from threadpoolctl import threadpool_limits
 
+from crmlib.i18n import N_, _
 from crmlib.params import schema_default
+from crmlib.present import fmt_count
 from crmlib.status import CannotCompute
 
-__all__ = ["ClusterResult", "rfm_feature_matrix", "scan_k", "fit_clusters", "describe_profile", "SCAN_SAMPLE"]
+__all__ = ["ClusterResult", "rfm_feature_matrix", "scan_k", "fit_clusters", "profile_words", "describe_profile",
+           "translated_profile", "SCAN_SAMPLE"]
 
 SCAN_SAMPLE = 200_000
 
@@ -90,15 +93,26 @@ def _level(z: float, low: str, mid: str, high: str) -> str:
     return low if z < -0.5 else (high if z > 0.5 else mid)
 
 
-def describe_profile(recency_z: float, frequency_z: float, monetary_z: float) -> str:
-    """Plain words for a cluster centre given in standard deviations from the average customer."""
-    return ", ".join(
-        [
-            _level(recency_z, "recent", "moderately recent", "lapsed"),
-            _level(frequency_z, "infrequent", "average frequency", "frequent"),
-            _level(monetary_z, "low spend", "average spend", "high spend"),
-        ]
+def profile_words(recency_z: float, frequency_z: float, monetary_z: float) -> tuple[str, str, str]:
+    """The English words (recency, frequency, spend) for a cluster centre given in standard deviations
+    from the average customer; each is a catalog message."""
+    return (
+        _level(recency_z, N_("recent"), N_("moderately recent"), N_("lapsed")),
+        _level(frequency_z, N_("infrequent"), N_("average frequency"), N_("frequent")),
+        _level(monetary_z, N_("low spend"), N_("average spend"), N_("high spend")),
     )
+
+
+def describe_profile(recency_z: float, frequency_z: float, monetary_z: float) -> str:
+    """Plain English words for a cluster centre, as stored in ``clusters.parquet``
+    (e.g. ``"recent, frequent, high spend"``)."""
+    return ", ".join(profile_words(recency_z, frequency_z, monetary_z))
+
+
+def translated_profile(recency_z: float, frequency_z: float, monetary_z: float) -> str:
+    """:func:`describe_profile` in the report's language, for the page."""
+    recency, frequency, spend = (_(w) for w in profile_words(recency_z, frequency_z, monetary_z))
+    return _("{recency}, {frequency}, {spend}").format(recency=recency, frequency=frequency, spend=spend)
 
 
 def _require_enough_points(x: np.ndarray, k: int | None, k_min: int) -> None:
@@ -109,16 +123,20 @@ def _require_enough_points(x: np.ndarray, k: int | None, k_min: int) -> None:
     distinct = len(np.unique(x[:10_000], axis=0)) if n else 0
     if distinct < needed and n > 10_000:
         distinct = len(np.unique(x, axis=0))
-    have = f"this data has {n:,} customer(s) with {distinct:,} distinct (recency, frequency, spend) values"
+    have = _("this data has {n} customer(s) with {distinct} distinct (recency, frequency, spend) values").format(
+        n=fmt_count(n), distinct=fmt_count(distinct))
     if distinct < 2:
-        raise CannotCompute(f"clusters need at least 2 customers who differ in recency, frequency or spend; {have}.")
+        raise CannotCompute(_("clusters need at least 2 customers who differ in recency, frequency or spend; "
+                              "{have}.").format(have=have))
     if k is not None and int(k) > distinct:
-        raise CannotCompute(f"segmentation.clusters.k = {k} clusters need at least {k} customers who differ in "
-                            f"recency, frequency or spend; {have}. Lower k or use more customers.")
+        raise CannotCompute(_("segmentation.clusters.k = {k} clusters need at least {k} customers who differ in "
+                              "recency, frequency or spend; {have}. Lower k or use more customers.").format(
+                                  k=k, have=have))
     if k is None and distinct <= k_min:
-        raise CannotCompute(f"choosing the number of clusters (k from {k_min}, best silhouette) needs at least "
-                            f"{k_min + 1} customers who differ in recency, frequency or spend; {have}. "
-                            "Set segmentation.clusters.k or use more customers.")
+        raise CannotCompute(_("choosing the number of clusters (k from {k_min}, best silhouette) needs at least "
+                              "{needed} customers who differ in recency, frequency or spend; {have}. "
+                              "Set segmentation.clusters.k or use more customers.").format(
+                                  k_min=k_min, needed=k_min + 1, have=have))
 
 
 @dataclass
@@ -160,13 +178,14 @@ def fit_clusters(
     CannotCompute
         When there are fewer customers with distinct (recency, frequency, spend) than clusters to find.
     """
-    x, _, _ = rfm_feature_matrix(features)
+    x, _mean, _std = rfm_feature_matrix(features)
     _require_enough_points(x, k, k_min)
     scan, models = _scan(x, k_min, k_max, seed, silhouette_sample, scan_sample)
     if k is None:
         if scan.empty:  # only when the scan's sample of a large data set holds too few distinct points
-            raise CannotCompute(f"the k scan's sample of {scan.attrs['rows']:,} customers has too few distinct "
-                                "(recency, frequency, spend) values; set segmentation.clusters.k.")
+            raise CannotCompute(_("the k scan's sample of {n} customers has too few distinct "
+                                  "(recency, frequency, spend) values; set segmentation.clusters.k.").format(
+                                      n=fmt_count(scan.attrs["rows"])))
         best = scan.sort_values(["silhouette", "k"], ascending=[False, True]).iloc[0]
         chosen, chosen_by = int(best["k"]), "best silhouette"
     else:

@@ -40,7 +40,7 @@ def segment_revenue_finding(run_dir: Path, currency: str | None) -> str | None:
     return _("{segments} hold {share_revenue} of net revenue ({revenue}) with {share_customers} of the "
              "customers ({customers}): keep them buying with service and early access rather than "
              "discounts.").format(
-        segments=_(" and ").join(str(s) for s in top["segment"]),
+        segments=_(" and ").join(_(str(s)) for s in top["segment"]),
         share_revenue=fmt_percent(top["share_revenue"].sum()),
         revenue=fmt_money(top["revenue"].sum(), currency),
         share_customers=fmt_percent(top["share_customers"].sum()),
@@ -62,10 +62,11 @@ def churn_finding(run_dir: Path, currency: str | None) -> str | None:
         n=fmt_count(n_risk),
         high=fmt_count(at_risk.loc[at_risk["churn_risk"] == "high", "customers"].sum()),
         revenue=fmt_money(at_risk["revenue"].sum(), currency),
-        share=fmt_percent(at_risk["revenue"].sum() / total_revenue if total_revenue else float("nan"), na="n/a"))
+        share=fmt_percent(at_risk["revenue"].sum() / total_revenue if total_revenue else float("nan"), na=_("n/a")))
     if listed and warning_file.exists():
-        sentence += " " + _("The {k} most valuable of them are in audiences/churn_warning.csv: send them a "
-                            "win-back offer this week.").format(k=fmt_count(listed))
+        follow = _("The {k} most valuable of them are in audiences/churn_warning.csv: send them a "
+                   "win-back offer this week.").format(k=fmt_count(listed))
+        sentence = _("{sentence} {next_sentence}").format(sentence=sentence, next_sentence=follow)
     return sentence
 
 
@@ -120,9 +121,9 @@ def nps_finding(run_dir: Path) -> str | None:
 
 def unavailable_findings(run_dir: Path) -> list[str]:
     """What could not be computed and why, from the stage's warnings."""
-    return [_("Not computed: {step}, because {reason}").format(step=w.get("step", ""),
-                                                             reason=str(w.get("message", "")).rstrip("."))
-            + "."
+    # the reason may end with its own full stop, English or Chinese; the message adds the sentence's own
+    return [_("Not computed: {step}, because {reason}.").format(step=_(w.get("step", "")),
+                                                              reason=str(w.get("message", "")).rstrip(".。"))
             for w in read_warnings(run_dir, STAGE)]
 
 

@@ -28,6 +28,8 @@ from crmlib.segmentation._mle import (
     require_convergence,
 )
 from crmlib.segmentation.bgnbd import _dot
+from crmlib.i18n import _
+from crmlib.present import fmt_count, fmt_number
 from crmlib.status import CannotCompute
 
 __all__ = ["GammaGammaFitter", "MIN_CUSTOMERS"]
@@ -140,10 +142,10 @@ class GammaGammaFitter(BaseFitter):
         self.n_skipped_ = int(round(w_all[~keep].sum()))
         x, m, w_in = x[keep], m[keep], w_all[keep]
         if x.size < MIN_CUSTOMERS:
-            raise CannotCompute(
-                f"Gamma-Gamma needs at least {MIN_CUSTOMERS} customers who bought more than once with positive "
-                f"spend; this data has {x.size:,} (a new shop, a pilot region or a short extract looks like this). "
-                "A longer order history fixes it.")
+            raise CannotCompute(_(
+                "Gamma-Gamma needs at least {needed} customers who bought more than once with positive "
+                "spend; this data has {n} (a new shop, a pilot region or a short extract looks like this). "
+                "A longer order history fixes it.").format(needed=MIN_CUSTOMERS, n=fmt_count(x.size)))
         if np.std(x) > 0 and np.std(m) > 0:
             self.frequency_monetary_correlation_ = (
                 float(np.corrcoef(x, m)[0, 1])
@@ -167,7 +169,8 @@ class GammaGammaFitter(BaseFitter):
         # the same mean spend; p -> infinity: no shrinkage) is a limit of the model whose predictions stay
         # sensible, so only a fit without finite parameters is refused; ``convergence_`` reports the rest.
         if not np.all(np.isfinite(result.params)) or not np.isfinite(result.log_likelihood):
-            require_convergence(result, "Gamma-Gamma", f"{n:,.0f} repeat customers with positive spend")
+            require_convergence(result, "Gamma-Gamma", _("{n} repeat customers with positive spend").format(
+                n=fmt_count(n)))
         self._store_fit(result, n_customers=n, n_patterns=data.w.size, started=start)
         return self
 
@@ -194,10 +197,10 @@ class GammaGammaFitter(BaseFitter):
         """
         p, q, v = self._check_fitted()
         if q <= 1:
-            raise CannotCompute(
-                f"the fitted Gamma-Gamma spend model has q = {q:.3g} <= 1, so its mean spend per purchase is "
+            raise CannotCompute(_(
+                "the fitted Gamma-Gamma spend model has q = {q} <= 1, so its mean spend per purchase is "
                 "infinite and no expected order value can be given: the repeat buyers' spend is too heavy-tailed "
-                "or too few for the model.")
+                "or too few for the model.").format(q=fmt_number(q)))
         x = np.asarray(frequency, float)
         m = np.asarray(monetary_value, float)
         informative = (x > 0) & (m > 0) & np.isfinite(m)

@@ -9,8 +9,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import PercentFormatter
 
+from crmlib.i18n import N_, _
 from crmlib.params import schema_default
 from crmlib.plotting import color_for
+from crmlib.present import fmt_count
 from crmlib.segmentation.rfm import SEGMENTS, rf_grid
 
 __all__ = [
@@ -24,14 +26,20 @@ __all__ = [
     "plot_migration_matrix",
 ]
 
-UNIT_WORDS = {"D": "days", "W": "weeks", "M": "months"}
+#: time unit -> its plural (a catalog message, translated where drawn)
+UNIT_WORDS = {"D": N_("days"), "W": N_("weeks"), "M": N_("months")}
 MAX_GRID = 60  # frequency/recency matrices are capped at this many rows and columns
 
 
 def _ax(ax: Axes | None, size=(6, 4.5)) -> Axes:
     if ax is None:
-        _, ax = plt.subplots(figsize=size)
+        ax = plt.subplots(figsize=size)[1]
     return ax
+
+
+def _unit(time_unit: str | None) -> str:
+    """The plural word of a time unit in the report's language (an unknown unit as it is)."""
+    return _(UNIT_WORDS[time_unit]) if time_unit in UNIT_WORDS else str(time_unit)
 
 
 def _annotate_grid(ax: Axes, values: np.ndarray, fmt: str) -> None:
@@ -62,10 +70,11 @@ def plot_rf_heatmap(
     _annotate_grid(ax, values, ".0f" if value is None else ".1f")
     ax.set_xticks(range(5), [str(c) for c in grid.columns])
     ax.set_yticks(range(5), [str(i) for i in grid.index])
-    ax.set_xlabel("F score (5 = most purchase days)")
-    ax.set_ylabel("R score (5 = most recent)")
-    what = "customers" if value is None else f"mean {value}"
-    ax.set_title(f"R x F: {what}" + (f" (as of {as_of})" if as_of else ""))
+    ax.set_xlabel(_("F score (5 = most purchase days)"))
+    ax.set_ylabel(_("R score (5 = most recent)"))
+    what = _("customers") if value is None else _("mean {value}").format(value=value)
+    title = _("R x F: {what}").format(what=what)
+    ax.set_title(_("{title} (as of {as_of})").format(title=title, as_of=as_of) if as_of else title)
     ax.figure.colorbar(im, ax=ax, label=what)
     return ax
 
@@ -89,11 +98,13 @@ def plot_clv_by_segment(
     boxes = ax.boxplot(data, showfliers=False, whis=(5, 95), patch_artist=True)
     for patch, segment in zip(boxes["boxes"], order):
         patch.set(facecolor=color_for(segment, "segment"), alpha=0.8)
-    ax.set_xticks(range(1, len(order) + 1), order, rotation=30, ha="right")
-    unit = UNIT_WORDS.get(time_unit, time_unit)
-    h = f"{horizon:g} {unit}" if horizon is not None else unit
+    ax.set_xticks(range(1, len(order) + 1), [_(str(s)) for s in order], rotation=30, ha="right")
+    unit = _unit(time_unit)
+    h = _("{n} {unit}").format(n=f"{horizon:g}", unit=unit) if horizon is not None else unit
     ax.set_ylabel(f"CLV ({currency})" if currency else "CLV")
-    ax.set_title(f"CLV over {h} by segment" + (f" (calibration end {calibration_end})" if calibration_end else ""))
+    title = _("CLV over {horizon} by segment").format(horizon=h)
+    ax.set_title(_("{title} (calibration end {end})").format(title=title, end=calibration_end)
+                 if calibration_end else title)
     return ax
 
 
@@ -113,8 +124,8 @@ def _matrix_plot(ax, values, freq, rec, title, cbar_label, time_unit):
     im = ax.imshow(
         values, origin="lower", aspect="auto", cmap="viridis", extent=(rec[0], rec[-1], freq[0] - 0.5, freq[-1] + 0.5)
     )
-    ax.set_xlabel(f"recency t_x ({UNIT_WORDS.get(time_unit, time_unit)} from first to last purchase)")
-    ax.set_ylabel("frequency x (repeat purchase days)")
+    ax.set_xlabel(_("recency t_x ({unit} from first to last purchase)").format(unit=_unit(time_unit)))
+    ax.set_ylabel(_("frequency x (repeat purchase days)"))
     ax.set_title(title)
     ax.figure.colorbar(im, ax=ax, label=cbar_label)
     return ax
@@ -139,9 +150,11 @@ def plot_frequency_recency_matrix(
         np.nan,
     )
     unit = model.time_unit or "?"
-    title = f"Expected purchases in next {horizon:g} {UNIT_WORDS.get(unit, unit)} (T={T:g}"
-    title += f", calibration end {model.calibration_end})" if model.calibration_end else ")"
-    return _matrix_plot(ax, values, freq, rec, title, "expected purchases", unit)
+    title = _("Expected purchases in next {horizon} {unit} (T={T})").format(horizon=f"{horizon:g}", unit=_unit(unit),
+                                                                            T=f"{T:g}")
+    if model.calibration_end:
+        title = _("{title} (calibration end {end})").format(title=title, end=model.calibration_end)
+    return _matrix_plot(ax, values, freq, rec, title, _("expected purchases"), unit)
 
 
 def plot_probability_alive_matrix(
@@ -156,9 +169,10 @@ def plot_probability_alive_matrix(
     freq, rec, f_grid, r_grid, valid, T = _fr_grid(model, max_frequency, max_recency, T)
     values = np.where(valid, model.conditional_probability_alive(f_grid, r_grid, np.full(f_grid.shape, T)), np.nan)
     unit = model.time_unit or "?"
-    title = f"P(alive) (T={T:g} {UNIT_WORDS.get(unit, unit)}"
-    title += f", calibration end {model.calibration_end})" if model.calibration_end else ")"
-    return _matrix_plot(ax, values, freq, rec, title, "P(alive)", unit)
+    title = _("P(alive) (T={T} {unit})").format(T=f"{T:g}", unit=_unit(unit))
+    if model.calibration_end:
+        title = _("{title} (calibration end {end})").format(title=title, end=model.calibration_end)
+    return _matrix_plot(ax, values, freq, rec, title, _("P(alive)"), unit)
 
 
 def plot_calibration_holdout(evaluation, ax: Axes | None = None) -> Axes:
@@ -166,13 +180,14 @@ def plot_calibration_holdout(evaluation, ax: Axes | None = None) -> Axes:
     ax = _ax(ax)
     table = evaluation.table.drop(index="total")
     x = np.arange(len(table))
-    ax.plot(x, table["actual_mean"], "o-", label="actual")
-    ax.plot(x, table["predicted_mean"], "s--", label="predicted (BG/NBD)")
+    ax.plot(x, table["actual_mean"], "o-", label=_("actual"))
+    ax.plot(x, table["predicted_mean"], "s--", label=_("predicted (BG/NBD)"))
     ax.set_xticks(x, list(table.index))
-    ax.set_xlabel("repeat purchases in calibration period")
-    unit = UNIT_WORDS.get(evaluation.time_unit, evaluation.time_unit)
-    ax.set_ylabel(f"mean repeat purchases in holdout ({evaluation.duration_holdout:g} {unit})")
-    ax.set_title(f"Calibration to {evaluation.calibration_end} vs holdout to {evaluation.holdout_end}")
+    ax.set_xlabel(_("repeat purchases in calibration period"))
+    ax.set_ylabel(_("mean repeat purchases in holdout ({n} {unit})").format(
+        n=f"{evaluation.duration_holdout:g}", unit=_unit(evaluation.time_unit)))
+    ax.set_title(_("Calibration to {calibration_end} vs holdout to {holdout_end}").format(
+        calibration_end=evaluation.calibration_end, holdout_end=evaluation.holdout_end))
     ax.legend()
     return ax
 
@@ -181,17 +196,18 @@ def plot_k_scan(scan: pd.DataFrame, chosen_k: int | None = None, ax: Axes | None
     """Inertia (left axis) and silhouette (right axis) over k."""
     ax = _ax(ax)
     ax.plot(scan["k"], scan["inertia"], "o-", color="tab:blue")
-    ax.set_xlabel("k (clusters)")
-    ax.set_ylabel("inertia", color="tab:blue")
+    ax.set_xlabel(_("k (clusters)"))
+    ax.set_ylabel(_("inertia"), color="tab:blue")
     twin = ax.twinx()
     twin.plot(scan["k"], scan["silhouette"], "s--", color="tab:orange")
-    twin.set_ylabel("silhouette", color="tab:orange")
+    twin.set_ylabel(_("silhouette"), color="tab:orange")
     if chosen_k is not None:
         ax.axvline(chosen_k, color="grey", linestyle=":")
-    notes = [f"chosen k={chosen_k}"] if chosen_k else []
+    notes = [_("chosen k={k}").format(k=chosen_k)] if chosen_k else []
     if "rows" in scan.attrs:
-        notes.append(f"{scan.attrs['rows']:,} customers")
-    ax.set_title("K-means scan on log-scaled, standardised R, F, M" + (f" ({', '.join(notes)})" if notes else ""))
+        notes.append(_("{n} customers").format(n=fmt_count(scan.attrs["rows"])))
+    title = _("K-means scan on log-scaled, standardised R, F, M")
+    ax.set_title(_("{title} ({notes})").format(title=title, notes=_(", ").join(notes)) if notes else title)
     return ax
 
 
@@ -201,19 +217,20 @@ def plot_segment_shares(segments: pd.DataFrame, as_of: str | None = None, ax: Ax
     y = np.arange(len(segments))
     # each segment in its own colour on every page; revenue hatched so the two bars stay apart
     colours = [color_for(s, "segment") for s in segments["segment"]]
-    ax.barh(y - 0.2, segments["share_customers"], height=0.4, color=colours, label="share of customers")
+    ax.barh(y - 0.2, segments["share_customers"], height=0.4, color=colours, label=_("share of customers"))
     ax.barh(y + 0.2, segments["share_revenue"], height=0.4, color=colours, alpha=0.55, hatch="//",
-            edgecolor="white", label="share of net revenue")
-    ax.set_yticks(y, list(segments["segment"]))
+            edgecolor="white", label=_("share of net revenue"))
+    ax.set_yticks(y, [_(str(s)) for s in segments["segment"]])
     ax.invert_yaxis()
-    ax.set_xlabel("share")
+    ax.set_xlabel(_("share"))
     ax.xaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))  # shares read as %, like the tables
-    ax.set_title("RFM segments" + (f" (as of {as_of})" if as_of else ""))
+    ax.set_title(_("{title} (as of {as_of})").format(title=_("RFM segments"), as_of=as_of) if as_of
+                 else _("RFM segments"))
     from matplotlib.patches import Patch  # neutral legend keys: the bars carry the segment colours
 
-    ax.legend(handles=[Patch(facecolor="#777777", label="share of customers"),
+    ax.legend(handles=[Patch(facecolor="#777777", label=_("share of customers")),
                        Patch(facecolor="#777777", alpha=0.55, hatch="//", edgecolor="white",
-                             label="share of net revenue")], loc="lower right")
+                             label=_("share of net revenue"))], loc="lower right")
     return ax
 
 
@@ -223,10 +240,11 @@ def plot_migration_matrix(matrix: pd.DataFrame, as_of: str | None = None, ax: Ax
     values = matrix.to_numpy(float)
     im = ax.imshow(values, cmap="Greens", aspect="auto")
     _annotate_grid(ax, values, ".0f")
-    ax.set_xticks(range(values.shape[1]), [str(c) for c in matrix.columns])
-    ax.set_yticks(range(values.shape[0]), [str(i) for i in matrix.index])
-    ax.set_xlabel("tier now (12-month net spend)")
-    ax.set_ylabel("tier a year before")
-    ax.set_title("Loyalty tier migration" + (f" (as of {as_of})" if as_of else ""))
-    ax.figure.colorbar(im, ax=ax, label="customers")
+    ax.set_xticks(range(values.shape[1]), [_(str(c)) for c in matrix.columns])
+    ax.set_yticks(range(values.shape[0]), [_(str(i)) for i in matrix.index])
+    ax.set_xlabel(_("tier now (12-month net spend)"))
+    ax.set_ylabel(_("tier a year before"))
+    title = _("Loyalty tier migration")
+    ax.set_title(_("{title} (as of {as_of})").format(title=title, as_of=as_of) if as_of else title)
+    ax.figure.colorbar(im, ax=ax, label=_("customers"))
     return ax

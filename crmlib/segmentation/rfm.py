@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from crmlib.i18n import N_
 from crmlib.segmentation.summary import _as_date, daily_purchases
 
 __all__ = [
@@ -37,17 +38,18 @@ __all__ = [
     "rf_grid",
 ]
 
+#: The segment names, stored in English in the tables; pages show them through ``_()`` (the ``label`` kind).
 SEGMENTS: list[str] = [
-    "Champions",
-    "Loyal",
-    "Potential Loyalists",
-    "New",
-    "Promising",
-    "Need Attention",
-    "About to Sleep",
-    "At Risk",
-    "Can't Lose",
-    "Hibernating",
+    N_("Champions"),
+    N_("Loyal"),
+    N_("Potential Loyalists"),
+    N_("New"),
+    N_("Promising"),
+    N_("Need Attention"),
+    N_("About to Sleep"),
+    N_("At Risk"),
+    N_("Can't Lose"),
+    N_("Hibernating"),
 ]
 
 

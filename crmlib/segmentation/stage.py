@@ -35,10 +35,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from crmlib.asof import resolve_as_of as _resolve_as_of
+from crmlib.i18n import N_, _
 from crmlib.report import write_people_csv
 from crmlib.segmentation.audiences import write_audiences
 from crmlib.segmentation.bgnbd import BetaGeoFitter
-from crmlib.segmentation.clusters import ClusterResult, fit_clusters
+from crmlib.segmentation.clusters import ClusterResult, fit_clusters, translated_profile
 from crmlib.segmentation.clv import DISCOUNT_CONVENTION, ONE_YEAR, customer_lifetime_value
 from crmlib.segmentation.gamma_gamma import GammaGammaFitter
 from crmlib.segmentation.rfm import rfm_features, score_rfm, segment_table
@@ -48,6 +49,8 @@ from crmlib.segmentation.summary import (
     repeat_purchase_summary,
 )
 from crmlib.segmentation.tiers import (
+    RISK_ORDER,
+    UNSEGMENTED,
     churn_risk_tier,
     churn_warning_list,
     csat_by_segment,
@@ -86,6 +89,9 @@ __all__ = [
 STAGE = "segmentation"
 
 RFM_COLUMNS = ["customer_key", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "segment"]
+#: The rule of each churn-risk tier (high, medium, low): stored in English in ``churn_tiers.parquet``, shown
+#: in the report's language.
+TIER_RULES = (N_("P(alive) < {high}"), N_("{high} <= P(alive) < {medium}"), N_("P(alive) >= {medium}"))
 CLV_COLUMNS = [
     "customer_key",
     "frequency",
@@ -163,7 +169,7 @@ def clusters_stage(engine, params: dict) -> ClusterResult | Unavailable:
     """
     cfg = segmentation_settings(params)
     rfm = _rfm(engine, params)
-    result = guard(engine, STAGE, "clusters", lambda: fit_clusters(rfm, cfg["k"], k_min=cfg["k_min"],
+    result = guard(engine, STAGE, N_("clusters"), lambda: fit_clusters(rfm, cfg["k"], k_min=cfg["k_min"],
                                                                    k_max=cfg["k_max"], seed=cfg["seed"]))
     if isinstance(result, Unavailable):
         _remove_tables(engine, "clusters")
@@ -204,6 +210,8 @@ class CLVStageResult:
     model_json: dict
     evaluation: HoldoutEvaluation | None
     summary: pd.DataFrame
+    #: why the table has no CLV values (the spend model or the CLV step), None when it has them
+    clv_missing: Unavailable | None = None
 
     @property
     def clv_available(self) -> bool:
@@ -241,8 +249,8 @@ def clv_stage(engine, params: dict) -> CLVStageResult | Unavailable:
 
 def _fit_bgnbd(summary: pd.DataFrame, cfg: dict, as_of: str) -> BetaGeoFitter:
     if summary.empty:
-        raise CannotCompute(f"BG/NBD needs customers with a purchase up to {as_of}; this data has none "
-                            "(every order is later, or every order is a refund).")
+        raise CannotCompute(_("BG/NBD needs customers with a purchase up to {as_of}; this data has none "
+                              "(every order is later, or every order is a refund).").format(as_of=as_of))
     bg = BetaGeoFitter(penalizer_coef=cfg["penalizer_coef"], time_unit=cfg["time_unit"], calibration_end=as_of)
     return bg.fit(summary["frequency"], summary["recency"], summary["T"])
 
@@ -260,16 +268,16 @@ def _fit_clv(engine, params: dict) -> CLVStageResult | Unavailable:
     unit = cfg["time_unit"]
     expr = repeat_purchase_summary(engine.table("orders"), as_of, time_unit=unit, holdout_end=cfg["holdout_end"])
     summary = engine.to_pandas(expr)
-    bg = guard(engine, STAGE, "BG/NBD purchase model", lambda: _fit_bgnbd(summary, cfg, as_of))
+    bg = guard(engine, STAGE, N_("BG/NBD purchase model"), lambda: _fit_bgnbd(summary, cfg, as_of))
     if isinstance(bg, Unavailable):
         _remove_tables(engine, "clv", "clv_model")
         return bg
-    gg = guard(engine, STAGE, "Gamma-Gamma spend model",
+    gg = guard(engine, STAGE, N_("Gamma-Gamma spend model"),
                lambda: GammaGammaFitter(penalizer_coef=cfg["penalizer_coef"], currency=cfg["currency"]).fit(
                    summary["frequency"], summary["monetary_value"]))
     values = None
     if not isinstance(gg, Unavailable):
-        values = guard(engine, STAGE, "customer lifetime value", lambda: _clv_values(bg, gg, summary, cfg))
+        values = guard(engine, STAGE, N_("customer lifetime value"), lambda: _clv_values(bg, gg, summary, cfg))
     clv_missing = gg if isinstance(gg, Unavailable) else values if isinstance(values, Unavailable) else None
     if clv_missing is not None:
         # the purchase model alone still gives P(alive), expected purchases and churn risk
@@ -333,7 +341,7 @@ def _fit_clv(engine, params: dict) -> CLVStageResult | Unavailable:
         },
     }
     engine.write_json("clv_model", model_json)
-    return CLVStageResult(bg, gg, table, model_json, evaluation, summary)
+    return CLVStageResult(bg, gg, table, model_json, evaluation, summary, clv_missing)
 
 
 def _clv(engine, params: dict) -> pd.DataFrame | Unavailable:
@@ -352,9 +360,9 @@ def clv_by_segment(engine, params: dict) -> pd.DataFrame | Unavailable:
     clv = _clv(engine, params)
     if isinstance(clv, Unavailable):
         _remove_tables(engine, "clv_segments")
-        return Unavailable("CLV by segment", clv.reason)
+        return Unavailable(N_("CLV by segment"), clv.reason)
     merged = clv.merge(_rfm(engine, params)[["customer_key", "segment"]], on="customer_key", how="left")
-    merged["segment"] = merged["segment"].fillna("unsegmented")
+    merged["segment"] = merged["segment"].fillna(UNSEGMENTED)
     summary = merged.groupby("segment").agg(
         customers=("customer_key", "size"),
         mean_clv=("clv", "mean"),
@@ -383,10 +391,10 @@ def churn_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
     clv = _clv(engine, params)
     if isinstance(clv, Unavailable):
         _remove_tables(engine, "churn_tiers")
-        reason = ("churn risk tiers come from P(alive) of the BG/NBD purchase model, which is not available: "
-                  f"{clv.reason}")
-        record_warning(engine, STAGE, "churn risk tiers", reason)
-        return Unavailable("churn risk tiers", reason)
+        reason = _("churn risk tiers come from P(alive) of the BG/NBD purchase model, which is not available: "
+                   "{reason}").format(reason=clv.reason)
+        record_warning(engine, STAGE, N_("churn risk tiers"), reason)
+        return Unavailable(N_("churn risk tiers"), reason)
     warn = churn_warning_list(clv, top=cfg["warning_top"], value_col="revenue")
     out_dir = engine.run_dir / "audiences"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -394,16 +402,15 @@ def churn_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
     write_people_csv(warn, out_dir / "churn_warning.csv")  # for marketing tools; formula cells neutralised
     table = clv.groupby("churn_risk").agg(customers=("customer_key", "size"), revenue=("revenue", "sum"),
                                           clv=("clv", "sum"), mean_p_alive=("p_alive", "mean"))
-    table = table.reindex(["high", "medium", "low"]).fillna(0).reset_index()
+    table = table.reindex(RISK_ORDER).fillna(0).reset_index()
     if clv["clv"].isna().all():
         table["clv"] = float("nan")  # not computed, rather than worth 0
     bounds = cfg["churn_thresholds"]
-    table["rule"] = [f"P(alive) < {bounds['high']}", f"{bounds['high']} <= P(alive) < {bounds['medium']}",
-                     f"P(alive) >= {bounds['medium']}"]
+    table["rule"] = [rule.format(**bounds) for rule in TIER_RULES]
     table["warning_list_customers"] = len(warn)
     engine.write_table("churn_tiers", table)
     warn.attrs["tier_counts"] = (
-        clv["churn_risk"].value_counts().reindex(["high", "medium", "low"], fill_value=0).to_dict()
+        clv["churn_risk"].value_counts().reindex(RISK_ORDER, fill_value=0).to_dict()
     )
     warn.attrs["thresholds"] = cfg["churn_thresholds"]
     return warn
@@ -422,7 +429,8 @@ def loyalty_stage(engine, params: dict) -> tuple[pd.DataFrame, pd.DataFrame | Un
     engine.write_table(
         "loyalty", tiered[["customer_key", "spend_12m", "spend_prev_12m", "tier_year_before", "tier_now"]]
     )
-    migration = guard(engine, STAGE, "loyalty tier migration", lambda: migration_matrix(tiered, cfg["loyalty_tiers"]))
+    migration = guard(engine, STAGE, N_("loyalty tier migration"),
+                      lambda: migration_matrix(tiered, cfg["loyalty_tiers"]))
     return tiered, migration
 
 
@@ -439,8 +447,8 @@ def surveys_stage(engine, params: dict, segment_col: str = "segment") -> dict[st
     segments = _rfm(engine, params)[["customer_key", segment_col]]
     as_of = resolve_as_of(engine, params)
     out = {}
-    for name, column, step, compute in (("nps", "nps_score", "NPS by segment", nps_by_segment),
-                                        ("csat", "csat", "CSAT by segment", csat_by_segment)):
+    for name, column, step, compute in (("nps", "nps_score", N_("NPS by segment"), nps_by_segment),
+                                        ("csat", "csat", N_("CSAT by segment"), csat_by_segment)):
         answers = surveys if column in surveys.columns else surveys.assign(**{column: float("nan")})
         out[name] = guard(engine, STAGE, step,
                           lambda c=compute, a=answers: c(a, segments, as_of=as_of, segment_col=segment_col))
@@ -544,8 +552,10 @@ def clv_segment_chart(clv_segments: pd.DataFrame | Unavailable, result: CLVStage
     if isinstance(clv_segments, Unavailable):
         return _show(clv_segments)
     if isinstance(result, Unavailable) or not result.clv_available:
-        reason = result.model_json["clv"]["reason"] if not isinstance(result, Unavailable) else result.reason
-        return _show(Unavailable("CLV by segment", reason))
+        missing = result if isinstance(result, Unavailable) else result.clv_missing
+        reason = (_("{step}: {reason}").format(step=_(missing.step), reason=missing.reason) if missing is not None
+                  else result.model_json["clv"]["reason"])
+        return _show(Unavailable(N_("CLV by segment"), reason))
     m = result.model_json
     return plot_clv_by_segment(clv_segments, time_unit=m["time_unit"], horizon=m["horizon"],
                                calibration_end=m["calibration_end"], currency=currency)
@@ -560,8 +570,9 @@ def holdout_chart(result: CLVStageResult | Unavailable):
     if isinstance(result, Unavailable):
         return result
     if result.evaluation is None:
-        return Markdown("*No holdout evaluation: set `segmentation.clv.holdout_end` (a date after `run.as_of`) "
-                        "to compare predicted with actual repeat purchases after the calibration period.*")
+        return Markdown("*" + _("No holdout evaluation: set `segmentation.clv.holdout_end` (a date after "
+                                "`run.as_of`) to compare predicted with actual repeat purchases after the "
+                                "calibration period.") + "*")
     return plot_calibration_holdout(result.evaluation)
 
 
@@ -572,19 +583,20 @@ def migration_chart(matrix: pd.DataFrame | Unavailable, ax=None):
     if isinstance(matrix, Unavailable):
         return _show(matrix)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4.2))
+        ax = plt.subplots(figsize=(6.5, 4.2))[1]
     values = matrix.to_numpy(float)
     ax.imshow(values, cmap="Blues")
-    ax.set_xticks(range(matrix.shape[1]), list(matrix.columns))
-    ax.set_yticks(range(matrix.shape[0]), list(matrix.index))
-    ax.set_xlabel(matrix.columns.name or "tier now")
-    ax.set_ylabel(matrix.index.name or "tier a year before")
+    # tier names from the params are the user's words; "new" and "none" are the pipeline's (in the catalog)
+    ax.set_xticks(range(matrix.shape[1]), [_(str(c)) for c in matrix.columns])
+    ax.set_yticks(range(matrix.shape[0]), [_(str(i)) for i in matrix.index])
+    ax.set_xlabel(_(matrix.columns.name or N_("tier now")))
+    ax.set_ylabel(_(matrix.index.name or N_("tier a year before")))
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             ax.text(j, i, f"{int(values[i, j]):,}", ha="center", va="center",
                     color="white" if values[i, j] > values.max() / 2 else "black", fontsize=9)
     ax.grid(False)
-    ax.set_title("Loyalty tier migration (12-month net spend)")
+    ax.set_title(_("Loyalty tier migration (12-month net spend)"))
     return ax
 
 
@@ -605,8 +617,9 @@ def segments_view(segments: pd.DataFrame, *, currency: str | None = None, run_di
               "revenue": _("net revenue"), "share_revenue": _("share of revenue"),
               "mean_recency_days": _("days since last purchase (mean)"),
               "mean_frequency": _("purchase days (mean)"), "mean_monetary": _("revenue per customer (mean)")}
-    kinds = {"customers": "count", "share_customers": "percent", "revenue": "money", "share_revenue": "percent",
-             "mean_recency_days": "number", "mean_frequency": "number", "mean_monetary": "money"}
+    kinds = {"segment": "label", "customers": "count", "share_customers": "percent", "revenue": "money",
+             "share_revenue": "percent", "mean_recency_days": "number", "mean_frequency": "number",
+             "mean_monetary": "money"}
     frame, kinds, cols = _labelled(segments.sort_values("revenue", ascending=False), labels, kinds)
     return show(frame, kinds=kinds, currency=currency, columns=cols, max_rows=10,
                 caption=_("RFM segments, largest revenue first"), download="segments" if run_dir else None,
@@ -634,7 +647,11 @@ def clusters_view(clusters: ClusterResult | Unavailable, *, currency: str | None
               "mean_frequency": _("purchase days (mean)"), "mean_monetary": _("revenue per customer (mean)")}
     kinds = {"customers": "count", "share_customers": "percent", "mean_recency_days": "number",
              "mean_frequency": "number", "mean_monetary": "money"}
-    frame, kinds, cols = _labelled(clusters.profiles, labels, kinds)
+    profiles = clusters.profiles
+    if {"recency_z", "frequency_z", "monetary_z"} <= set(profiles.columns):  # the stored words are English
+        profiles = profiles.assign(profile=[translated_profile(r, f, m) for r, f, m in zip(
+            profiles["recency_z"], profiles["frequency_z"], profiles["monetary_z"])])
+    frame, kinds, cols = _labelled(profiles, labels, kinds)
     return show(frame, kinds=kinds, currency=currency, columns=cols, caption=_("Cluster profiles"),
                 download="cluster_profiles" if run_dir else None, run_dir=run_dir)
 
@@ -657,10 +674,12 @@ def clv_overview(result: CLVStageResult | Unavailable):
         converged=_("converged") if bg["converged"] else _("did not converge: treat its numbers with care"))
     gg = m["gamma_gamma"]
     if gg.get("fitted", True) and "n_customers" in gg:
-        text += " " + _("The spend model (Gamma-Gamma) used the {n} repeat buyers ({skipped} one-time buyers "
-                        "left out); the correlation of purchase count and spend is {corr} (near zero is what the "
-                        "model assumes).").format(n=fmt_count(gg["n_customers"]), skipped=fmt_count(gg["n_skipped"]),
-                                                  corr=fmt_number(gg["frequency_monetary_correlation"]))
+        spend = _("The spend model (Gamma-Gamma) used the {n} repeat buyers ({skipped} one-time buyers "
+                  "left out); the correlation of purchase count and spend is {corr} (near zero is what the "
+                  "model assumes).").format(n=fmt_count(gg["n_customers"]), skipped=fmt_count(gg["n_skipped"]),
+                                            corr=fmt_number(gg["frequency_monetary_correlation"]))
+        # sentences are joined by a space in English and by nothing in Chinese
+        text = _("{sentence} {next_sentence}").format(sentence=text, next_sentence=spend)
     return HTML(f"<p>{html.escape(text)}</p>")
 
 
@@ -690,8 +709,8 @@ def clv_segments_view(clv_segments: pd.DataFrame | Unavailable, *, currency: str
         return summary
     labels = {"segment": _("segment"), "customers": _("customers"), "total_clv": _("total CLV"),
               "mean_clv": _("mean CLV"), "median_clv": _("median CLV"), "mean_p_alive": _("still active (mean P(alive))")}
-    kinds = {"customers": "count", "total_clv": "money", "mean_clv": "money", "median_clv": "money",
-             "mean_p_alive": "percent"}
+    kinds = {"segment": "label", "customers": "count", "total_clv": "money", "mean_clv": "money",
+             "median_clv": "money", "mean_p_alive": "percent"}
     frame, kinds, cols = _labelled(summary.sort_values("total_clv", ascending=False), labels, kinds)
     return show(frame, kinds=kinds, currency=currency, columns=cols, caption=_("Customer lifetime value by segment"),
                 download="clv_by_segment" if run_dir else None, run_dir=run_dir)
@@ -707,7 +726,11 @@ def churn_tiers_view(engine, params: dict, *, run_dir=None):
         return table
     labels = {"churn_risk": _("churn risk"), "rule": _("rule"), "customers": _("customers"),
               "revenue": _("past net revenue"), "clv": _("expected CLV"), "mean_p_alive": _("still active (mean P(alive))")}
-    kinds = {"customers": "count", "revenue": "money", "clv": "money", "mean_p_alive": "percent"}
+    kinds = {"churn_risk": "label", "customers": "count", "revenue": "money", "clv": "money",
+             "mean_p_alive": "percent"}
+    bounds = segmentation_settings(params)["churn_thresholds"]
+    rules = dict(zip(RISK_ORDER, (_(rule).format(**bounds) for rule in TIER_RULES)))
+    table = table.assign(rule=[rules.get(tier, rule) for tier, rule in zip(table["churn_risk"], table["rule"])])
     frame, kinds, cols = _labelled(table, labels, kinds)
     return show(frame, kinds=kinds, currency=params["run"]["currency"], columns=cols,
                 caption=_("Churn risk tiers"), download="churn_tiers" if run_dir else None, run_dir=run_dir)
@@ -729,15 +752,19 @@ def survey_view(surveys: dict | None, name: str = "nps", *, run_dir=None):
     if name == "nps":
         for col in ("nps", "ci_low", "ci_high"):  # NPS is read on its usual -100..100 scale
             table[col] = table[col] * 100
-        value_kinds = {"nps": "number", "ci_low": "number", "ci_high": "number", "promoters": "percent",
-                       "detractors": "percent"}
+        value_kinds = {"segment": "label", "nps": "number", "ci_low": "number", "ci_high": "number",
+                       "promoters": "percent", "detractors": "percent"}
         labels = {"segment": _("segment"), "n": _("answers"), "nps": _("NPS"), "ci_low": _("95% interval, low"),
                   "ci_high": _("95% interval, high"), "promoters": _("promoters"), "detractors": _("detractors")}
         caption = _("NPS by segment (-100 to 100)")
     else:
         value_cols = [c for c in table.columns if c not in ("segment", "n") and pd.api.types.is_numeric_dtype(table[c])]
-        value_kinds = {c: "percent" if c.startswith("share") else "number" for c in value_cols}
-        labels = {"segment": _("segment"), "n": _("answers"), **{c: _(c.replace("_", " ")) for c in value_cols}}
+        value_kinds = {"segment": "label", **{c: "percent" if c.startswith("share") else "number" for c in value_cols}}
+        known = {"mean_csat": _("mean CSAT (1-5)"), "mean_ci_low": _("mean CSAT, 95% interval low"),
+                 "mean_ci_high": _("mean CSAT, 95% interval high"), "share_satisfied": _("share satisfied (4-5)"),
+                 "share_ci_low": _("share satisfied, 95% interval low"),
+                 "share_ci_high": _("share satisfied, 95% interval high")}
+        labels = {"segment": _("segment"), "n": _("answers"), **{c: known.get(c, c) for c in value_cols}}
         caption = _("CSAT by segment")
     frame, kinds, cols = _labelled(table, labels, {"n": "count", **value_kinds})
     return show(frame, kinds=kinds, columns=cols[:8], caption=caption,
@@ -751,8 +778,10 @@ def audiences_view(summary: pd.DataFrame, *, run_dir=None):
 
     labels = {"path": _("file"), "kind": _("list of"), "value": _("value"), "customers": _("customers"),
               "excluded_no_consent": _("left out: no marketing consent"), "written": _("in the file")}
-    kinds = {"customers": "count", "excluded_no_consent": "count", "written": "count"}
-    table = summary.assign(path=summary["path"].astype(str).str.replace(".parquet", ".csv", regex=False))
+    kinds = {"value": "label", "customers": "count", "excluded_no_consent": "count", "written": "count"}
+    lists = {"segment": _("RFM segment"), "churn_risk": _("churn risk")}
+    table = summary.assign(path=summary["path"].astype(str).str.replace(".parquet", ".csv", regex=False),
+                           kind=[lists.get(k, k) for k in summary["kind"]])
     frame, kinds, cols = _labelled(table, labels, kinds)
     return show(frame, kinds=kinds, columns=cols, max_rows=20, caption=_("Audience files"),
                 download="audiences" if run_dir else None, run_dir=run_dir)
@@ -787,7 +816,7 @@ def segment_shares_figure(segments: pd.DataFrame) -> None:
     top = segments.sort_values("revenue", ascending=False).iloc[0]
     _figure(plot_segment_shares(segments),
             title=_("{segment} hold {revenue} of revenue with {customers} of the customers").format(
-                segment=top["segment"], revenue=fmt_percent(top["share_revenue"]),
+                segment=_(top["segment"]), revenue=fmt_percent(top["share_revenue"]),
                 customers=fmt_percent(top["share_customers"])),
             caption=_("Per RFM segment: share of customers (solid) and share of net revenue (hatched)."),
             alt=_("Horizontal bar chart comparing each segment's share of customers with its share of revenue."))
@@ -863,7 +892,7 @@ def clv_segment_figure(clv_segments: pd.DataFrame | Unavailable, result: CLVStag
     summary = clv_segments.attrs["summary"].dropna(subset=["mean_clv"]).sort_values("mean_clv", ascending=False)
     top = summary.iloc[0]
     _figure(chart, title=_("Customers in {segment} are worth the most: {mean} each on average").format(
-                segment=top["segment"], mean=fmt_money(top["mean_clv"], currency)),
+                segment=_(top["segment"]), mean=fmt_money(top["mean_clv"], currency)),
             caption=_("Distribution of customer lifetime value per RFM segment over the model's horizon."),
             alt=_("Box plots of customer lifetime value per segment."))
 

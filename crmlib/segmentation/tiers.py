@@ -27,7 +27,9 @@ import pandas as pd
 from scipy import stats
 
 from crmlib.abtest.stats import proportion_confint
+from crmlib.i18n import N_, _
 from crmlib.params import schema_default
+from crmlib.present import fmt_count
 from crmlib.segmentation.summary import _as_date, daily_purchases
 from crmlib.status import CannotCompute
 
@@ -42,7 +44,12 @@ __all__ = [
     "csat_by_segment",
 ]
 
-RISK_ORDER = ["high", "medium", "low"]
+#: Churn-risk tiers, most at risk first; stored in English, shown through ``_()`` (the ``label`` kind).
+RISK_ORDER = [N_("high"), N_("medium"), N_("low")]
+#: Loyalty tier words the pipeline adds to the params' tiers (below the lowest tier; no purchase a year before).
+NO_TIER, NEW_CUSTOMER = N_("none"), N_("new")
+#: Group names the survey tables add to the RFM segments.
+UNSEGMENTED, ALL_ANSWERS = N_("unsegmented"), N_("all")
 
 
 def churn_risk_tier(p_alive, thresholds: dict[str, float] | None = None) -> np.ndarray:
@@ -85,7 +92,7 @@ def assign_loyalty_tier(spend, tiers: list[dict] | None = None) -> np.ndarray:
     """Highest tier whose min_spend <= spend; "none" below the lowest threshold (or for NaN spend)."""
     ordered = _sorted_tiers(tiers)
     s = np.asarray(spend, float)
-    out = np.full(s.shape, "none", dtype=object)
+    out = np.full(s.shape, NO_TIER, dtype=object)
     for tier in ordered:
         out[s >= tier["min_spend"]] = tier["name"]
     return out
@@ -117,7 +124,7 @@ def loyalty_tiers(spend: pd.DataFrame, as_of: str | date, tiers: list[dict] | No
     out["tier_now"] = assign_loyalty_tier(out["spend_12m"], tiers)
     before = assign_loyalty_tier(out["spend_prev_12m"], tiers)
     is_new = pd.to_datetime(out["first_purchase"]).isna() | (pd.to_datetime(out["first_purchase"]) > end_prev)
-    out["tier_year_before"] = np.where(is_new, "new", before)
+    out["tier_year_before"] = np.where(is_new, NEW_CUSTOMER, before)
     return out
 
 
@@ -133,13 +140,13 @@ def migration_matrix(tiered: pd.DataFrame, tiers: list[dict] | None = None, norm
         When there are no customers with purchases up to ``as_of``.
     """
     if tiered.empty:
-        raise CannotCompute("loyalty migration needs customers with purchases up to as_of; this data has none.")
+        raise CannotCompute(_("loyalty migration needs customers with purchases up to as_of; this data has none."))
     names = [t["name"] for t in _sorted_tiers(tiers)][::-1]
-    rows = ["new"] + names + ["none"]
-    cols = names + ["none"]
+    rows = [NEW_CUSTOMER] + names + [NO_TIER]
+    cols = names + [NO_TIER]
     table = pd.crosstab(tiered["tier_year_before"], tiered["tier_now"]).reindex(index=rows, columns=cols, fill_value=0)
-    table.index.name = "tier a year before"
-    table.columns.name = "tier now"
+    table.index.name = N_("tier a year before")
+    table.columns.name = N_("tier now")
     if normalize:
         table = table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
     return table
@@ -161,13 +168,14 @@ def _per_segment(surveys: pd.DataFrame, segments: pd.DataFrame, column: str, as_
     latest = _latest_answers(surveys, column, as_of)
     if latest.empty:
         question = {"nps_score": "NPS (nps_score)", "csat": "CSAT (csat)"}.get(column, column)
-        raise CannotCompute(f"{question} needs survey answers from known customers up to as_of; the surveys "
-                            f"({len(surveys):,} rows) have none with a score.")
+        raise CannotCompute(_("{question} needs survey answers from known customers up to as_of; the surveys "
+                              "({rows} rows) have none with a score.").format(question=question,
+                                                                             rows=fmt_count(len(surveys))))
     merged = latest.merge(segments[["customer_key", segment_col]], on="customer_key", how="left")
-    merged[segment_col] = merged[segment_col].fillna("unsegmented")
+    merged[segment_col] = merged[segment_col].fillna(UNSEGMENTED)
     rows = [{segment_col: seg, **one(g)} for seg, g in merged.groupby(segment_col)]
     if len(merged):
-        rows.append({segment_col: "all", **one(merged)})
+        rows.append({segment_col: ALL_ANSWERS, **one(merged)})
     return pd.DataFrame(rows)
 
 

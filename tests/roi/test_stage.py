@@ -1,7 +1,9 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from crmlib.engine import Engine
+from crmlib.i18n import _, set_language
 from crmlib.params import complete_params
 from crmlib.roi import stage
 from crmlib.roi.plotting import (
@@ -25,12 +27,12 @@ def _write_run(tmp_path, with_spend=True, with_touches=True, weeks=60, seed=0):
     touches, orders = [], []
     for i in range(600):
         key = f"k{i}"
-        for _ in range(int(rng.integers(0, 6))):
+        for _touch in range(int(rng.integers(0, 6))):
             d = int(rng.integers(0, n_days))
             touches.append((key, None, start + pd.Timedelta(days=d, hours=int(rng.integers(0, 24))),
                             str(rng.choice(CHANNELS)), f"cmp{int(rng.integers(0, 3))}" if rng.random() < 0.7 else None,
                             0.5))
-        for _ in range(int(rng.poisson(1.0))):
+        for _order in range(int(rng.poisson(1.0))):
             d = int(rng.integers(0, n_days))
             orders.append((key, start + pd.Timedelta(days=d, hours=12), float(rng.gamma(2, 50)), f"o{len(orders)}"))
     orders.append(("k0", start + pd.Timedelta(days=3), -20.0, "refund"))
@@ -238,3 +240,90 @@ def test_run_roi_writes_every_table_once_and_the_views_only_read(tmp_path):
         assert not isinstance(view(eng, PARAMS), stage.Unavailable), view.__name__
     plt.close("all")
     assert {p.name: p.stat().st_mtime_ns for p in eng.tables_dir.iterdir()} == written
+
+
+# -- the page in the run's language: tables stay English, what the page shows is translated ------------------
+@pytest.fixture
+def chinese():
+    """Run the test with the report language zh-CN (as ``open_run`` sets it for a zh-CN run)."""
+    set_language("zh-CN")
+    try:
+        yield
+    finally:
+        set_language("en")
+
+
+def test_recorded_text_reads_stored_english_back_in_the_run_language(chinese):
+    from crmlib.roi.messages import NOT_IDENTIFIED, NOTES, recorded_text
+    from crmlib.roi.mmm import REASONS
+
+    stored = NOT_IDENTIFIED.format(reason=REASONS["wide"].format(width="0.5"))   # as mmm_table writes it
+    assert recorded_text(stored) == _(NOT_IDENTIFIED).format(reason=_(REASONS["wide"]).format(width="0.5"))
+    assert recorded_text(stored) != stored and "interval" not in recorded_text(stored)
+    # values that are data (channel names) come back as they are, even one spelled like a catalog message
+    note = NOTES["touch_cost"].format(channels="linear, 微信")
+    assert recorded_text(note) == _(NOTES["touch_cost"]).format(channels="linear, 微信") != note
+    assert recorded_text("a text the stage never wrote") == "a text the stage never wrote"
+    set_language("en")
+    assert recorded_text(stored) == stored
+
+
+def test_reasons_are_written_in_the_run_language_and_steps_stay_codes(tmp_path, chinese):
+    from crmlib.status import Unavailable, read_warnings
+
+    eng = _one_channel_run(tmp_path)
+    result = stage.attribution_stage(eng, NO_MMM)
+    assert isinstance(result.markov, Unavailable)
+    english = ("{name} attribution compares {label}s with each other, so it needs converting journeys touched by at "
+               "least two {label}s; this data has {n}, which the rule-based models credit with every conversion.")
+    assert result.markov.reason == _(english).format(name="Markov", label=_("channel"), n=1)
+    assert result.markov.reason != english.format(name="Markov", label="channel", n=1)
+    # the warning keeps the step's code (other code looks steps up by it); its message is the page's language
+    warnings = read_warnings(tmp_path, "roi")
+    assert [w["step"] for w in warnings] == ["Markov attribution", "Shapley attribution"]
+    assert warnings[0]["message"] == result.markov.reason
+    skipped = stage.mmm_stage(eng, NO_MMM)._repr_markdown_()
+    assert _("{step}: skipped").format(step=_("media-mix model")) in skipped and "skipped" not in skipped
+
+
+def test_views_show_the_run_language_and_the_tables_stay_english(tmp_path, chinese):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from crmlib.roi.mmm import REASONS
+
+    eng = _write_run(tmp_path)
+    stage.run_roi(eng, PARAMS)
+    mmm = pd.read_parquet(eng.table_path("mmm"))
+    english_reasons = {r for r in mmm["reason"] if r in REASONS.values() or r.startswith("not modelled")}
+    assert len(english_reasons) > 0 and english_reasons <= set(mmm["reason"])   # the run page reads these
+    shown = stage.mmm_view(eng, PARAMS).shown
+    assert list(shown.columns) == [_("channel"), _("spend"), _("incremental ROAS (interval)"), _("why")]
+    assert shown.columns[0] != "channel"
+    for why in shown[_("why")]:
+        assert not {"interval", "identified", "modelled", "spend"} & set(why.replace(":", " ").split()), why
+    roi = stage.roi_view(eng, PARAMS).shown
+    assert _("credited revenue ({model})").format(model=_("linear")) in roi.columns
+    notes = stage.method_notes(eng, PARAMS).data
+    for code in ("first_touch", "time_decay", "converting journey", "lookback days", "no identified channel"):
+        assert code not in notes, code
+    assert f"**{_('linear')}**" in notes
+    plt.close("all")
+
+
+def test_markov_ticks_translate_the_chain_states_not_the_channels(chinese):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from crmlib.roi.markov import CONVERSION, START
+
+    matrix = pd.DataFrame([[0.5, 0.5], [0.2, 0.8]], index=[START, "linear"], columns=["linear", CONVERSION])
+    ax = plot_transition_matrix(matrix)
+    assert [t.get_text() for t in ax.get_yticklabels()] == [_(START), "linear"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["linear", _(CONVERSION)]
+    assert _(START) != START and ax.get_xlabel() == _("to") != "to"
+    plt.close("all")

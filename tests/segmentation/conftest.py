@@ -44,3 +44,13 @@ def cdnow_summary(cdnow_orders) -> pd.DataFrame:
     orders = con.create_table("orders", cdnow_orders)
     expr = repeat_purchase_summary(orders, CALIBRATION_END, time_unit="W", holdout_end=HOLDOUT_END)
     return expr.to_pandas()
+
+
+@pytest.fixture
+def zh_cn():
+    """Report text in Simplified Chinese for one test; English again afterwards (other tests assert English)."""
+    from crmlib import i18n
+
+    i18n.set_language("zh-CN")
+    yield
+    i18n.set_language("en")

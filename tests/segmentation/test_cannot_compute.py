@@ -167,3 +167,22 @@ def test_clusters_stage_on_one_customer(tmp_path):
         assert not engine.has_table("clusters")
         assert stage.cluster_profiles(result) is result
         assert read_warnings(tmp_path)[0]["step"] == "clusters"
+
+
+def test_reasons_are_written_in_the_report_language_and_steps_stay_codes(tmp_path, zh_cn):
+    orders = pd.DataFrame({"customer_key": ["c1", "c1"], "order_ts": pd.to_datetime(["1997-01-10", "1997-03-10"]),
+                           "amount": [10.0, 20.0]})
+    with Engine(tmp_path) as engine:
+        engine.write_table("orders", orders)
+        result = stage.clusters_stage(engine, PARAMS)
+    assert isinstance(result, Unavailable)
+    assert result.reason == ("聚类至少需要 2 位在最近购买、频次或消费上有差异的客户；这份数据有 1 位客户，"
+                             "只有 1 组不同的（最近购买、频次、消费）取值。")
+    # the warning keeps the English step code (the run page and the findings translate it where shown)
+    warning = read_warnings(tmp_path)[0]
+    assert warning["step"] == "clusters" and warning["message"] == result.reason
+    from crmlib.segmentation import findings
+
+    assert findings.unavailable_findings(tmp_path) == [f"未计算：聚类簇，原因是{result.reason}"]
+    with pytest.raises(CannotCompute, match="这份数据中的 10 位客户都只在一天内购买过"):
+        BetaGeoFitter().fit([0] * 10, [0.0] * 10, np.linspace(1, 30, 10))

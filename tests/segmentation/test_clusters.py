@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from crmlib.segmentation import clusters
-from crmlib.segmentation.clusters import describe_profile, fit_clusters, rfm_feature_matrix
+from crmlib.segmentation.clusters import describe_profile, fit_clusters, rfm_feature_matrix, translated_profile
 
 
 def _planted(seed: int = 0) -> pd.DataFrame:
@@ -101,3 +101,10 @@ def test_scan_on_a_sample_still_finds_k_and_labels_everyone(kmeans_fits):
     # the sample is seeded: the same scan again
     again = fit_clusters(data, k=None, k_min=2, k_max=5, seed=0, scan_sample=240)
     pd.testing.assert_frame_equal(result.scan, again.scan)
+
+
+def test_profiles_are_stored_in_english_and_shown_in_the_report_language(zh_cn):
+    # the stored words stay English whatever the run's language (clusters.parquet is a data product)
+    assert describe_profile(-1.0, 1.0, 1.0) == "recent, frequent, high spend"
+    assert translated_profile(-1.0, 1.0, 1.0) == "近期购买、购买频繁、消费高"
+    assert translated_profile(1.0, 0.0, -1.0) == "久未购买、购买频率一般、消费低"

@@ -84,3 +84,21 @@ def test_segment_shares_and_migration():
     ax = plotting.plot_migration_matrix(matrix, as_of="2024-06-30")
     assert np.ma.filled(ax.images[0].get_array()).sum() == 10 and "2024-06-30" in ax.get_title()
     plt.close("all")
+
+
+def test_chart_words_follow_the_report_language(zh_cn, model):
+    segments = pd.DataFrame({"segment": ["Champions", "Can't Lose"], "share_customers": [0.4, 0.6],
+                             "share_revenue": [0.7, 0.3]})
+    ax = plotting.plot_segment_shares(segments, as_of="2024-06-30")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["冠军客户", "不可流失客户"]
+    assert ax.get_xlabel() == "占比" and ax.get_title() == "RFM 客群（截至 2024-06-30）"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["客户占比", "净收入占比"]
+    ax = plotting.plot_probability_alive_matrix(model, T=39)
+    assert ax.get_xlabel() == "最近购买 t_x（首次到末次购买的周数）"
+    assert "校准期截至 1997-09-30" in ax.get_title() and "alive" not in ax.get_title()
+    matrix = pd.DataFrame([[3, 1], [0, 2]], index=["new", "Gold"], columns=["Gold", "none"])
+    ax = plotting.plot_migration_matrix(matrix)
+    # the pipeline's own tier words are translated; the params' tier names are the user's and stay
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["新客", "Gold"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Gold", "无等级"]
+    plt.close("all")
