@@ -82,6 +82,7 @@ CANONICAL_COLUMNS: dict[str, list[str]] = {
     "spend": ["date", "channel", "cost", "campaign_id", "impressions", "clicks"],
     "experiments": ["experiment_id", "source_customer_id", "variant", "assigned_ts", "is_control"],
     "surveys": ["source_customer_id", "response_ts", "nps_score", "csat", "category", "comment"],
+    "order_lines": ["order_id", "product_id", "quantity", "amount", "product_name", "category", "brand"],
 }
 REQUIRED_COLUMNS: dict[str, list[str]] = {
     "contacts": ["source_customer_id"],
@@ -91,6 +92,7 @@ REQUIRED_COLUMNS: dict[str, list[str]] = {
     "spend": ["date", "channel", "cost"],
     "experiments": ["experiment_id", "source_customer_id", "variant", "assigned_ts"],
     "surveys": ["source_customer_id", "response_ts"],
+    "order_lines": ["order_id", "product_id"],
 }
 KINDS = tuple(CANONICAL_COLUMNS)
 FORMATS = ("csv", "tsv", "parquet", "jsonl", "xlsx")
@@ -328,6 +330,9 @@ class Source(_Section):
                                        "utf-16)", type_name="encoding")
     columns: NameMap = _doc(None, "source column -> canonical column of this kind", default_factory=dict)
     id_source: str | None = _doc(None, "the contacts source whose ids this source's customer ids are")
+    orders_source: str | None = _doc(None, "order_lines: the orders source whose order_id the lines' "
+                                           "order_id refers to; null = the only orders source (required "
+                                           "when the params have several)")
     sheet: Annotated[str | int | None, BeforeValidator(_check_sheet)] = _doc(
         None, "xlsx: sheet name or 0-based index; required when the workbook has several sheets", type_name="string or integer")
     delimiter: str | None = _doc(None, "csv: field delimiter; null = ',' for csv, tab for tsv")
@@ -602,6 +607,23 @@ def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
 
 
 # -- checks that span keys --------------------------------------------------------------------------
+def _check_orders_source(key: str, source: dict, sources: list[dict], problems: list) -> None:
+    """``orders_source`` names an orders source, is set on order_lines sources only, and is required
+    when several orders sources could own the lines (guessing one would join lines to the wrong orders)."""
+    orders = [s.get("name") for s in sources if s.get("kind") == "orders"]
+    named = source.get("orders_source")
+    if named is not None and source.get("kind") != "order_lines":
+        problems.append((f"{key}.orders_source", f"only order_lines sources take orders_source; this source is "
+                         f"of kind {_show(source.get('kind'))}"))
+    elif named is not None and named not in orders:
+        problems.append((f"{key}.orders_source", f"{_show(named)} is not the name of an orders source "
+                         f"(orders sources: {', '.join(sorted(map(str, orders))) or 'none'})"))
+    elif named is None and source.get("kind") == "order_lines" and len(orders) > 1:
+        problems.append((f"{key}.orders_source", "required: the params have several orders sources "
+                         f"({', '.join(map(str, orders))}); set orders_source: to the one whose order_id "
+                         "these lines carry"))
+
+
 def _cross_checks(raw: dict, problems: list, *, need_orders: bool) -> None:
     """Unique source names, id_source targets, column mappings, formats, separators, experiment ids.
 
@@ -629,6 +651,7 @@ def _cross_checks(raw: dict, problems: list, *, need_orders: bool) -> None:
         if s.get("id_source") is not None and s["id_source"] not in contacts:
             problems.append((f"{key}.id_source", f"{_show(s['id_source'])} is not the name of a contacts source "
                              f"(contacts sources: {', '.join(sorted(map(str, contacts))) or 'none'})"))
+        _check_orders_source(key, s, sources, problems)
         decimal = s.get("decimal", Source.model_fields["decimal"].default)
         if s.get("thousands") is not None and s.get("thousands") == decimal:
             problems.append((f"{key}.thousands", f"the thousands separator {_show(s['thousands'])} must differ "
@@ -1016,7 +1039,8 @@ def params_markdown() -> str:
         "encoding 'utf9'`.",
         "",
         "Cross-key rules: source names are unique; `id_source` names a contacts source; `columns` map to the",
-        "kind's canonical columns (see CONTRACT.md); `format` can be told from the extension or is set; a",
+        "kind's canonical columns (see CONTRACT.md); `format` can be told from the extension or is set; an",
+        "`order_lines` source's `orders_source` names an orders source (required when there are several); a",
         "source's `thousands` differs from its `decimal`; a run has at least one `orders` source; experiment",
         "ids are unique; `segmentation.clv.holdout_end` is after `run.as_of`; `k_min <= k_max`;",
         "churn `high <= medium`.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from crmlib.i18n import _
+from crmlib.i18n import N_, _
 from crmlib.present import fmt_count, fmt_money, fmt_percent
 from crmlib.report import key_findings as findings_list
 from crmlib.report import read_run_json, read_run_table
@@ -38,6 +38,24 @@ def rows_finding(run_dir: Path) -> str | None:
         quarantined=fmt_count(total["rows_quarantined"]), duplicates=fmt_count(total["duplicates_dropped"]))
 
 
+# canonical column names as a page shows them: the code in English (what the file's header is mapped to),
+# a word in other languages
+COLUMN_WORDS = {c: c for c in (
+    N_("source_customer_id"), N_("order_id"), N_("order_ts"), N_("amount"), N_("currency"), N_("channel"),
+    N_("event_ts"), N_("event_type"), N_("touch_ts"), N_("cost"), N_("date"), N_("impressions"), N_("clicks"),
+    N_("experiment_id"), N_("variant"), N_("assigned_ts"), N_("is_control"), N_("response_ts"),
+    N_("nps_score"), N_("csat"), N_("signup_ts"), N_("birth_date"), N_("consent_marketing"), N_("gender"),
+    N_("loyalty_points"), N_("product_id"), N_("quantity"), N_("source_customer_id_or_anonymous_id"))}
+# malformed_row:<what> codes of crmlib.ingest.readers
+MALFORMED_WORDS = {c: c for c in (N_("too_many_fields"), N_("too_few_fields"), N_("unquoted_value"),
+                                  N_("line_size_over_maximum"), N_("invalid_unicode"))}
+
+
+def column_words(column: str) -> str:
+    """A canonical column name in the page's language (the name itself in English and for other columns)."""
+    return _(column) if column in COLUMN_WORDS or column in MALFORMED_WORDS else column
+
+
 def reason_words(reason: str) -> str:
     """A quarantine reason code (``bad_number:amount (details)``) in plain words (``amount is not a number``)."""
     code, _sep, rest = str(reason).partition(":")
@@ -45,8 +63,42 @@ def reason_words(reason: str) -> str:
     words = {"missing_value": _("{column} is empty"), "bad_number": _("{column} is not a number"),
              "bad_date": _("{column} is not a date"), "future_timestamp": _("{column} is in the future"),
              "out_of_range": _("{column} is out of range"), "negative_cost": _("{column} is negative"),
+             "bad_boolean": _("{column} is not yes/no"), "bad_gender": _("{column} is not a gender"),
+             "zero_quantity": _("{column} is zero"),
+             "negative_quantity": _("{column} is negative on a sale (not a refund)"),
+             "unknown_order": _("the line's order is not a loaded order"),
              "malformed_row": _("the line does not split into the header's fields ({column})")}
-    return words[code].format(column=column) if code in words and column else str(reason)
+    return words[code].format(column=column_words(column)) if code in words and column else str(reason)
+
+
+def reason_fix(reason: str, source: str = "") -> str:
+    """What to do about a quarantine reason, in the page's language (the reason's own hint, in words).
+
+    The quarantine table keeps the whole English reason; a page shows this short fix beside
+    :func:`reason_words`.
+    """
+    code = str(reason).split(":", 1)[0]
+    detail = str(reason).partition(" (")[2]
+    checks = [
+        ("looks like a decimal comma", _("set decimal: ',' on source {source}")),
+        ("looks like a decimal point", _("set decimal: '.' on source {source}, or fix the value")),
+        ("must group exactly three digits", _("fix the value, or set thousands: on source {source}")),
+        ("could be day/month or month/day", _("set date_format: on source {source} (day or month first)")),
+        ("ingest.max_abs_amount", _("fix the value, or raise ingest.max_abs_amount if such values are real")),
+        ("is not an order of source", _("fix the line, or load the orders file it belongs to")),
+        ("was quarantined in source", _("fix the order's own row first")),
+        ("date_format", _("set date_format: on source {source}, or fix the value")),
+    ]
+    for phrase, fix in checks:
+        if phrase in detail:
+            return fix.format(source=source)
+    if code == "malformed_row":
+        return _("check delimiter: and that quoted fields are closed on source {source}").format(source=source)
+    if code == "future_timestamp":
+        return _("fix the time in the file, or set a later run.as_of")
+    if code == "missing_value":
+        return _("fill in the value in the file")
+    return _("fix the value in the file")
 
 
 def quarantine_finding(run_dir: Path, files: dict[str, str] | None = None) -> str | None:

@@ -45,6 +45,7 @@ import pandas as pd
 from ibis import _
 
 from crmlib.engine import Engine
+from crmlib.i18n import N_
 from crmlib.params import schema_default
 
 __all__ = ["IdentityResult", "resolve_identities", "pairwise_scores", "RULES", "METHODS"]
@@ -52,16 +53,19 @@ __all__ = ["IdentityResult", "resolve_identities", "pairwise_scores", "RULES", "
 METHODS = ("splink", "deterministic")
 
 #: Rules in the order union-find processes their links (strongest evidence first).
+# codes stored in identity_map.match_rule and shown on the ingest page (translated there)
 RULES = (
-    "linked_id",
-    "email+phone",
-    "email",
-    "phone",
-    "splink:email+phone",
-    "splink:email",
-    "splink:phone",
-    "splink:name+birth_date",
+    N_("linked_id"),
+    N_("email+phone"),
+    N_("email"),
+    N_("phone"),
+    N_("splink:email+phone"),
+    N_("splink:email"),
+    N_("splink:phone"),
+    N_("splink:name+birth_date"),
 )
+#: match_rule of a record no link joined to another
+SINGLETON = N_("singleton")
 
 _KEY_KINDS = ("linked_id", "email", "phone", "name_dob")
 _SCRATCH = "_identity_"  # prefix of scratch tables in the engine database

@@ -63,9 +63,34 @@ def check_sources(params: dict) -> list[tuple[str, str]]:
                 Engine(Path(tmp) / "run", database=":memory:") as engine:
             for i, src in enumerate(sources):
                 problems += [(_where(i, src), m) for m in _check_with_fixes(engine, src, run, params)]
+            problems += _line_order_problems(engine, params)
     except Exception as exc:  # no engine at all (no disk space, ...): say so instead of raising
         problems.append(("sources", f"cannot open the sources to check them: {type(exc).__name__}: {exc}"))
     return problems
+
+
+def _line_order_problems(engine: Any, params: dict) -> list[tuple[str, str]]:
+    """An order_lines source whose orders source has no order_id column to join the lines on."""
+    from crmlib.ingest.readers import read_source
+    from crmlib.ingest.stage import orders_source_of
+
+    sources = params["sources"]
+    out = []
+    for i, src in enumerate(sources):
+        if src["kind"] != "order_lines":
+            continue
+        try:
+            owner = orders_source_of(src, params)
+            owner_src = next(s for s in sources if s["name"] == owner)
+            raw = read_source(engine, owner_src, sample_rows=1)
+            raw.discard_copy()
+        except Exception:  # the orders source's own check reports why it cannot be read
+            continue
+        if "order_id" not in raw.canonical:
+            out.append((_where(i, src), f"the lines refer to orders by order_id, but orders source {owner} has no "
+                                        f"order_id column\n  How to fix: map the order number column of source "
+                                        f"{owner} to order_id in its `columns:`"))
+    return out
 
 
 def _where(i: int, src: dict) -> str:

@@ -10,7 +10,7 @@ A thin notebook calls one function per cell::
     customer_overview(ctx.engine, ctx.params)    # counts, never people
     plot_monthly_orders(monthly_orders_by_channel(ctx.engine, ctx.params))
 
-Tables written (``run_dir/tables``): orders, touchpoints, events, spend, experiments, surveys (each only
+Tables written (``run_dir/tables``): orders, touchpoints, events, spend, experiments, surveys, order_lines (each only
 when the params have a source of that kind), customers, identity_map, identity_links, quarantine,
 data_quality.json. Row-level work stays in the engine; pandas only sees counts and the (few) phone
 strings that need ``phonenumbers``.
@@ -70,9 +70,15 @@ FACT_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "experiments": [("experiment_id", "string"), ("customer_key", "string"), ("variant", "string"),
                     ("assigned_ts", "timestamp"), ("is_control", "boolean"), ("source", "string"),
                     ("source_customer_id", "string")],
+    # comment_terms: the countable words of the comment (crmlib.text.comment_terms), never the comment
     "surveys": [("customer_key", "string"), ("response_ts", "timestamp"), ("nps_score", "float64"),
-                ("csat", "float64"), ("category", "string"), ("source", "string"),
-                ("source_customer_id", "string")],
+                ("csat", "float64"), ("category", "string"), ("comment_terms", "array<string>"),
+                ("source", "string"), ("source_customer_id", "string")],
+    # customer_key, order_ts and refund come from the line's order (see _line_orders)
+    "order_lines": [("customer_key", "string"), ("order_id", "string"), ("order_ts", "timestamp"),
+                    ("product_id", "string"), ("quantity", "float64"), ("amount", "float64"),
+                    ("product_name", "string"), ("category", "string"), ("brand", "string"),
+                    ("refund", "boolean"), ("source", "string")],
 }
 _CONTACT_ATTRS = [("name", "string"), ("gender", "string"), ("birth_date", "date"), ("city", "string"),
                   ("province", "string"), ("signup_ts", "timestamp"), ("consent_marketing", "boolean"),
@@ -197,7 +203,8 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     decided: dict[str, tuple[ValidatedSource, ibis.Table]] = {}
     quality: dict[str, dict] = {}
     quarantine_parts: list[ibis.Table] = []
-    for src in params["sources"]:
+    # order lines are checked against their orders source's decided rows: those go first
+    for src in sorted(params["sources"], key=lambda s: s["kind"] == "order_lines"):
         raw = read_source(engine, src)
         warnings_ += raw.warnings
         for message in raw.warnings:  # a BOM that overrode the encoding, skipped title rows, no data rows
@@ -217,6 +224,9 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
                 "source": raw.name, "row_number": [r[0] for r in rejects], "reason": [r[1] for r in rejects],
                 "raw": [r[2] if keep_pii or not personal else f"<redacted: malformed {raw.kind} line>"
                         for r in rejects]}).astype({"row_number": "int64"})))
+        if raw.kind == "order_lines":
+            owner = orders_source_of(src, params)
+            base = check_line_orders(engine, raw, base, decided[owner][1], owner)
         table = vs.decided(base, materialize=engine.scratch)
         quality[raw.name] = source_quality(vs, table, rejects)
         for message in quality_warnings(raw.name, quality[raw.name]):
@@ -228,6 +238,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
         q = table.filter(table._reason.notnull())
         quarantine_parts.append(q.select(source=ibis.literal(raw.name), row_number=q._row_number,
                                          reason=q._reason, raw=q._raw))
+    quality = {s["name"]: quality[s["name"]] for s in params["sources"]}  # data_quality.json in params order
     timings["read_validate"] = time.perf_counter() - clock
 
     # 2. identity records: contacts (normalized) + ids seen in every other kind
@@ -285,7 +296,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     if stitch is not None:  # both events and touchpoints join it: build it once
         stitch = engine.scratch("ingest_cookie_map", stitch)
     for kind in FACT_COLUMNS:
-        parts = [_fact_rows(vs, table, params, id_map, stitch) for vs, table in decided.values()
+        parts = [_fact_rows(engine, vs, table, params, id_map, stitch, decided) for vs, table in decided.values()
                  if vs.raw.kind == kind]
         if not parts:
             continue
@@ -298,7 +309,8 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
 
     if not keep_scratch:
         for name in decided:
-            for relation in (f"decided_{name}_renumbered", f"decided_{name}", f"decided_{name}_rows",
+            for relation in (f"decided_{name}_orders", f"decided_{name}_renumbered", f"decided_{name}",
+                             f"decided_{name}_rows",
                              f"dups_{name}", f"raw_{name}", f"ids_{name}"):
                 _sql.drop_relation(con, relation)
         for relation in ("ingest_contacts", "ingest_identity_map", "ingest_cookie_map"):  # records: dropped above
@@ -360,6 +372,91 @@ def _renumber_after_rejects(engine: Engine, raw: RawSource, table: ibis.Table,
     rows = sorted(r[0] for r in rejects)
     shift = sum((ibis.literal(a - j) < table._row_number).cast("int64") for j, a in enumerate(rows, start=1))
     return engine.scratch(f"decided_{raw.name}_renumbered", table.mutate(_row_number=table._row_number + shift))
+
+
+def orders_source_of(src: dict, params: dict) -> str:
+    """The name of the orders source an ``order_lines`` source's ``order_id`` refers to.
+
+    ``orders_source``, else the params' only orders source (the params check refuses several without it).
+    """
+    if src.get("orders_source"):
+        return src["orders_source"]
+    names = [s["name"] for s in params["sources"] if s["kind"] == "orders"]
+    if len(names) != 1:
+        raise IngestError(f"the order lines cannot be joined to their orders: the params have {len(names)} "
+                          f"orders sources ({', '.join(names) or 'none'})", source=src["name"],
+                          hint="set orders_source: <the name of the orders source> on this source")
+    return names[0]
+
+
+def check_line_orders(engine: Engine, raw: RawSource, base: ibis.Table, orders: ibis.Table,
+                      orders_name: str) -> ibis.Table:
+    """``base`` (an order_lines source's stored rows) with the lines whose order is not loaded quarantined.
+
+    A line whose ``order_id`` is not in the orders source, or only on rows of it that were quarantined,
+    gets the reason ``unknown_order:order_id`` (which of the two, in words); it is never dropped silently.
+    A negative quantity is returned units: right on a line of a refund order (negative amount), quarantined
+    as ``negative_quantity:quantity`` on a line of a sale.
+    The check runs before the duplicate check, like every validation, so that the row accounting holds.
+
+    Parameters
+    ----------
+    engine : Engine
+        The run's engine (the result is stored in its scratch database).
+    raw : RawSource
+        The order_lines source.
+    base : ibis.Table
+        Its validated, numbered rows (``_reason`` null where valid; ``_raw`` kept for every row).
+    orders : ibis.Table
+        The orders source's decided rows (with ``_status``).
+    orders_name : str
+        The orders source's name, for the reasons.
+
+    Raises
+    ------
+    IngestError
+        When the orders source has no ``order_id`` column to join on.
+    """
+    if "order_id" not in orders.columns:
+        raise IngestError(f"the order lines refer to orders by order_id, but orders source {orders_name} has no "
+                          "order_id column", source=raw.name, path=raw.path,
+                          hint=f"map the order number column of source {orders_name} to order_id in its "
+                               "`columns:` (e.g. {receipt_no: order_id})")
+    o = orders.filter(orders.order_id.notnull())
+    loaded = o._status == "loaded"
+    known = o.group_by(_order=o.order_id).agg(_order_loaded=loaded.any(),
+                                               _order_refund=(loaded & (o.amount < 0)).any())
+    j = base.left_join(known, base.order_id == known._order)
+    # a refund order returns units: its lines' quantities are negative; a sale's never are
+    sign_ok = (j.quantity.isnull() | (j.quantity > 0) | j._order_refund.fill_null(True)
+               if "quantity" in base.columns else ibis.literal(True))
+    reason = ibis.cases(
+        (j._reason.notnull(), j._reason),
+        (j._order.isnull(), ibis.literal(f"unknown_order:order_id (the line's order_id is not an order of source "
+                                         f"{orders_name}; fix the line, or load the orders file it belongs to)")),
+        (~j._order_loaded, ibis.literal(f"unknown_order:order_id (the line's order was quarantined in source "
+                                        f"{orders_name}; fix that order row)")),
+        (~sign_ok, ibis.literal(f"negative_quantity:quantity (a negative quantity on a line of a sale; only "
+                                f"refund orders (negative amount in source {orders_name}) return units: fix "
+                                f"the value in the file)")),
+        else_=ibis.null("string"))
+    checked = j.mutate(_reason=reason).drop("_order", "_order_loaded", "_order_refund")
+    return engine.scratch(f"decided_{raw.name}_orders", checked)
+
+
+def _line_orders(src: dict, params: dict, decided: dict, id_map: ibis.Table) -> ibis.Table:
+    """Per loaded order of an order_lines source's orders source: customer_key, order_ts and refund.
+
+    ``refund`` is true for a line of an order with a negative amount (the orders source's sign); the
+    line's own amount stays as written.
+    """
+    owner = orders_source_of(src, params)
+    owner_src = next(s for s in params["sources"] if s["name"] == owner)
+    _vs, t = decided[owner]
+    loaded = t.filter((t._status == "loaded") & t.order_id.notnull())
+    keyed = _keyed(loaded, owner_src, id_map)
+    return keyed.select(_oid=keyed.order_id, _customer_key=keyed.customer_key, _order_ts=keyed.order_ts,
+                        _refund=keyed.amount < 0)
 
 
 def _namespace(src: dict) -> str:
@@ -485,11 +582,35 @@ def _cookie_map(decided: dict, params: dict, id_map: ibis.Table) -> ibis.Table |
     return n.filter(n._r == 0).select(_anon="anonymous_id", _stitched="customer_key")
 
 
-def _fact_rows(vs: ValidatedSource, t: ibis.Table, params: dict, id_map: ibis.Table,
-               stitch: ibis.Table | None) -> ibis.Table:
+def _comment_terms(engine: Engine, loaded: ibis.Table) -> ibis.Table:
+    """``loaded`` (survey rows) with ``comment_terms``: the words of each distinct comment, computed once.
+
+    Segmentation (jieba) runs in Python, so only the distinct comments leave the engine; the comment
+    itself stays in the engine's scratch database and never reaches a run table unless ``keep_pii``.
+    """
+    from crmlib.text import comment_terms
+
+    distinct = engine.to_pandas(loaded.filter(loaded.comment.notnull()).select("comment").distinct())
+    terms = pd.DataFrame({"_comment": distinct["comment"].astype(str),
+                          "_terms": [comment_terms(c) for c in distinct["comment"]]})
+    lookup = ibis.memtable(terms, schema={"_comment": "string", "_terms": "array<string>"})
+    joined = loaded.left_join(lookup, loaded.comment == lookup._comment)
+    return joined.mutate(comment_terms=joined._terms).drop("_comment", "_terms")
+
+
+def _fact_rows(engine: Engine, vs: ValidatedSource, t: ibis.Table, params: dict, id_map: ibis.Table,
+               stitch: ibis.Table | None, decided: dict) -> ibis.Table:
     src, kind = vs.raw.source, vs.raw.kind
     loaded = t.filter(t._status == "loaded")
-    keyed = _keyed(loaded, src, id_map)
+    if kind == "order_lines":  # every loaded line has a loaded order (check_line_orders): a left join loses none
+        orders = _line_orders(src, params, decided, id_map)
+        joined = loaded.left_join(orders, loaded.order_id == orders._oid)
+        keyed = joined.mutate(customer_key=joined._customer_key, order_ts=joined._order_ts,
+                              refund=joined._refund).drop("_oid", "_customer_key", "_order_ts", "_refund")
+    else:
+        keyed = _keyed(loaded, src, id_map)
+    if kind == "surveys" and "comment" in keyed.columns:
+        keyed = _comment_terms(engine, keyed)
     if stitch is not None and "anonymous_id" in keyed.columns:
         keyed = keyed.left_join(stitch, keyed.anonymous_id == stitch._anon)
         keyed = keyed.mutate(customer_key=ibis.coalesce(keyed.customer_key, keyed._stitched)).drop("_anon", "_stitched")
@@ -627,11 +748,18 @@ def quarantine_view(engine: Engine, params: dict | None = None, *, run_dir: Any 
     from crmlib.i18n import _
     from crmlib.report import show
 
+    from crmlib.ingest.findings import reason_fix, reason_words
+
     reasons = quarantine_reasons(engine, params)
-    frame, kinds, cols = _labelled(reasons, {"source": _("source"), "reason": _("reason"), "rows": _("rows"),
-                                             "first_row": _("first at file row")},
+    # the stored reason is English with the fix inside; the page says both in its language, the download
+    # keeps the whole reason too
+    reasons.insert(2, "problem", [reason_words(r) for r in reasons["reason"]])
+    reasons.insert(3, "fix", [reason_fix(r, s) for r, s in zip(reasons["reason"], reasons["source"])])
+    frame, kinds, cols = _labelled(reasons, {"source": _("source"), "problem": _("problem"),
+                                             "fix": _("what to do"), "rows": _("rows"),
+                                             "first_row": _("first at file row"), "reason": _("reason (in full)")},
                                    {"rows": "count", "first_row": "count"})
-    return show(frame, kinds=kinds, columns=cols, max_rows=10, caption=_("Why rows were set aside"),
+    return show(frame, kinds=kinds, columns=cols[:-1], max_rows=10, caption=_("Why rows were set aside"),
                 download="quarantine_reasons" if run_dir else None, run_dir=run_dir)
 
 
@@ -642,7 +770,8 @@ def identity_view(engine: Engine, params: dict | None = None, *, run_dir: Any = 
 
     frame, kinds, cols = _labelled(identity_links(engine, params),
                                    {"rule": _("rule"), "links": _("links that merged records"),
-                                    "records": _("records assigned")}, {"links": "count", "records": "count"})
+                                    "records": _("records assigned")},
+                                   {"rule": "label", "links": "count", "records": "count"})
     return show(frame, kinds=kinds, columns=cols, caption=_("How records were linked"))
 
 

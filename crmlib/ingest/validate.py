@@ -8,7 +8,9 @@ is scanned once, by the engine. Its result has, per file row:
 * ``_status`` - ``loaded`` | ``quarantined`` | ``duplicate``,
 * ``_reason`` - why a row is quarantined, ``<check>:<column>`` (first failing check wins), e.g.
   ``bad_date:order_ts``, ``bad_number:amount``, ``missing_value:source_customer_id``,
-  ``future_timestamp:order_ts``, ``negative_cost:cost``, ``out_of_range:nps_score``; bad numbers and
+  ``future_timestamp:order_ts``, ``negative_cost:cost``, ``out_of_range:nps_score``, ``zero_quantity:quantity``
+  (order lines; ``unknown_order:order_id`` and ``negative_quantity:quantity`` are decided by the stage,
+  which knows the orders); bad numbers and
   dates add, in parentheses, what is wrong and how to fix it, e.g. ``bad_number:amount (amount does not
   fit decimal '.' / thousands ',': it looks like a decimal comma; set decimal: ',' on source
   eshop_orders)``. :func:`reason_check` gives the ``<check>:<column>`` part (the data-quality counts use
@@ -42,7 +44,8 @@ Rules
   ``ingest.future_tolerance_hours``.
 * **Duplicates** (among rows that passed validation; the first by file row is kept):
   orders - the same ``order_id`` again (this covers exact repeats of whole rows that have an id);
-  contacts, experiments, surveys - an exact repeat of the whole row (they carry a customer id).
+  contacts, experiments, surveys, order_lines - an exact repeat of the whole row (they carry a customer
+  or order id).
   Orders without an ``order_id`` and events, touchpoints and spend rows have no id: identical rows
   are **kept** (two identical CDs bought the same day are two purchases) and counted as the check
   ``identical_rows_kept`` by :func:`identical_rows_kept`.
@@ -80,16 +83,17 @@ COLUMN_TYPES: dict[str, dict[str, str]] = {
     "spend": {"date": "date", "cost": "number", "impressions": "number", "clicks": "number"},
     "experiments": {"assigned_ts": "timestamp", "is_control": "boolean"},
     "surveys": {"response_ts": "timestamp", "nps_score": "number", "csat": "number"},
+    "order_lines": {"quantity": "number", "amount": "number"},
 }
 # optional columns whose bad values still quarantine the row (they carry money or the event time)
-_STRICT_OPTIONAL = {"touchpoints": {"cost"}, "surveys": {"nps_score", "csat"}}
+_STRICT_OPTIONAL = {"touchpoints": {"cost"}, "surveys": {"nps_score", "csat"}, "order_lines": {"quantity", "amount"}}
 # the event time checked against the future
 _EVENT_TIME = {"orders": "order_ts", "events": "event_ts", "touchpoints": "touch_ts", "spend": "date",
                "experiments": "assigned_ts", "surveys": "response_ts"}
 _RANGES = {"nps_score": (0, 10), "csat": (1, 5), "impressions": (0, None), "clicks": (0, None)}
 DEDUP_BY_ID = {"orders": "order_id"}
 PII_COLUMNS = ("name", "email", "phone")
-DEDUP_WHOLE_ROW = ("contacts", "experiments", "surveys")
+DEDUP_WHOLE_ROW = ("contacts", "experiments", "surveys", "order_lines")
 _REASON_WORD = {"timestamp": "bad_date", "date": "bad_date", "number": "bad_number", "boolean": "bad_boolean", "gender": "bad_gender"}
 # beyond 2**53 ~ 9e15 float64 no longer holds whole cents; 1e15 leaves room for sums over many rows
 FINITE_SAFE_BOUND = 1e15
@@ -313,6 +317,9 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
             reasons.append((value > bound, f"future_timestamp:{col}"))
         if col == "cost" and kind in ("spend", "touchpoints"):
             reasons.append((value < 0, "negative_cost:cost"))
+        if col == "quantity" and kind == "order_lines":  # the sign is checked against the order's by the stage
+            reasons.append((value == 0, "zero_quantity:quantity (a line holds at least one unit: fix the value "
+                                        "in the file, or leave the line out)"))
         if col in _RANGES:
             lo, hi = _RANGES[col]
             bad = value < lo if hi is None else (value < lo) | (value > hi)
@@ -338,11 +345,14 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
     raw_text = ibis.literal(delim).join([
         ibis.ifelse(p[f"_o{i}"].isnull(), "", "<redacted>") if c in pii else _quote_field(p[f"_o{i}"], delim)
         for i, c in enumerate(all_cols)])
+    # an order line's order is checked after the scan (it needs the orders source, see
+    # crmlib.ingest.stage.check_line_orders): the lines that check quarantines need their text then
+    keep_text = p._reason.notnull() | ibis.literal(kind == "order_lines")
     decided = p.select(
         **({"_row_number": p._row_number} if numbered else {}),
         **_rebind(typed, p),
         _reason=p._reason,
-        _raw=ibis.ifelse(p._reason.notnull(), raw_text, ibis.null("string")),
+        _raw=ibis.ifelse(keep_text, raw_text, ibis.null("string")),
         **{f"_nulled_{c}": flag.fill_null(False) for c, flag in _rebind(nulled, p).items()},
         **{f"_grouped_{c}": flag for c, flag in _rebind(grouped, p).items()},
     )
@@ -440,7 +450,7 @@ def with_status(base: ibis.Table, kind: str, *, value_columns: list[str],
       the ids that occur more than once: far cheaper than a window partitioned by order_id that would
       sort every column of every row. It groups the ids' 64-bit hashes first and the ids themselves only
       where a hash repeats (exact: a collision alone makes no duplicate): 10M orders, 1.16 -> 0.83 s.
-    * Contacts, experiments and surveys (whole-row repeats; smaller tables): a window over all values
+    * Contacts, experiments, surveys and order lines (whole-row repeats): a window over all values
       of the valid rows (NULLs compare equal there, as they must for "identical rows") numbers the
       repeats; their row numbers are the result.
     """

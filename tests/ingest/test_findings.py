@@ -66,6 +66,8 @@ def test_no_quarantine_leaves_that_finding_out(run_dir):
     ("bad_date:order_ts (order_ts is not a date in an accepted format)", "order_ts is not a date"),
     ("future_timestamp:order_ts", "order_ts is in the future"),
     ("something_new", "something_new"),
+    ("zero_quantity:quantity (a line holds at least one unit)", "quantity is zero"),
+    ("unknown_order:order_id (the line's order_id is not an order of source eshop)", "the line's order is not a loaded order"),
 ])
 def test_reason_codes_in_plain_words(reason, words):
     assert findings.reason_words(reason) == words
@@ -80,3 +82,29 @@ def test_ingest_summary_displays_a_sentence_not_a_repr():
                             links_by_rule=pd.DataFrame(), salt_source="default")
     assert summary._repr_markdown_() == ("1,200 rows read from 1 sources: 1,100 loaded, 60 quarantined, 40 duplicates "
                                          "dropped; 950 customers.")
+
+
+@pytest.mark.parametrize("reason, fix", [
+    ("bad_number:amount (amount does not fit decimal '.': it looks like a decimal comma; set decimal: ',' on "
+     "source shop)", "set decimal: ',' on source shop"),
+    ("bad_date:order_ts (order_ts could be day/month or month/day and is never guessed; set date_format: ...)",
+     "set date_format: on source shop (day or month first)"),
+    ("unknown_order:order_id (the line's order_id is not an order of source eshop; fix the line, or load ...)",
+     "fix the line, or load the orders file it belongs to"),
+    ("missing_value:source_customer_id", "fill in the value in the file"),
+])
+def test_each_reason_says_what_to_do(reason, fix):
+    assert findings.reason_fix(reason, "shop") == fix
+
+
+def test_reasons_read_in_chinese_on_a_chinese_page():
+    from crmlib import i18n
+
+    i18n.set_language("zh-CN")
+    try:
+        words = findings.reason_words("bad_number:amount (amount does not fit decimal '.')")
+        fix = findings.reason_fix("bad_number:amount (x: it looks like a decimal comma; set decimal: ',')", "shop")
+    finally:
+        i18n.set_language("en")
+    assert words == "金额不是数字"
+    assert "shop" in fix and "decimal: ','" in fix and "set" not in fix

@@ -125,3 +125,20 @@ def test_the_check_goes_on_behind_a_sniffed_setting(tmp_path):
     assert "`encoding: gb18030`" in problems[0][1]
     assert problems[1][1].startswith('once `encoding: "gb18030"` is set: ')
     assert "closest to 'customer_id': 'cust'" in problems[1][1]
+
+
+def test_order_lines_are_checked_like_every_kind(tmp_path):
+    lines = "order_id,product_id,quantity,amount\n" + "".join(f"O{i},P{i},1,\"12,{i:02d}\"\n" for i in range(20))
+    params = _params(tmp_path, {"orders.csv": GOOD.encode()})
+    (tmp_path / "data" / "lines.csv").write_text(lines, encoding="utf-8")
+    raw_sources = [{"name": "orders", "kind": "orders", "path": params["sources"][0]["path"], "columns": IDS},
+                   {"name": "lines", "kind": "order_lines", "path": str(tmp_path / "data" / "lines.csv")}]
+    run = {"name": "pf", "timezone": "Asia/Shanghai", "output_dir": str(tmp_path)}
+    problems = dict(check_sources(validate_params({"run": run, "sources": raw_sources}, tmp_path)))
+    assert list(problems) == ["sources[1] lines (lines.csv)"]
+    assert "bad_number:amount" in problems["sources[1] lines (lines.csv)"]
+    # orders without an order_id column: the lines cannot be joined, said before any run
+    (tmp_path / "data" / "orders.csv").write_text(GOOD.replace("order_id,", "ref,"), encoding="utf-8")
+    (tmp_path / "data" / "lines.csv").write_text("order_id,product_id\nO1,P1\n", encoding="utf-8")
+    problems = dict(check_sources(validate_params({"run": run, "sources": raw_sources}, tmp_path)))
+    assert "orders source orders has no order_id column" in problems["sources[1] lines (lines.csv)"]

@@ -281,3 +281,18 @@ def test_a_file_of_malformed_lines_points_at_the_delimiter(tmp_path):
         ingest(eng, params, now=NOW)
     msg = str(err.value)
     assert "300 of 300 lines" in msg and "delimiter" in msg and "row 1" in msg
+
+
+def test_survey_comments_never_reach_the_tables(run):
+    from crmlib.text import comment_terms
+    from tests.ingest.support.fixture import SURVEY_COMMENT
+
+    ctx, _ = run
+    surveys = _table(ctx, "surveys")
+    assert "comment" not in surveys.columns
+    terms = surveys.set_index("source_customer_id").comment_terms
+    assert list(terms["C1"]) == comment_terms(SURVEY_COMMENT) and "service" in list(terms["C1"])
+    for path in ctx.engine.tables_dir.iterdir():
+        text = (pd.read_parquet(path).astype(str).to_csv() if path.suffix == ".parquet"
+                else path.read_text(encoding="utf-8"))
+        assert not [w for w in ("Mary", "mary", "13800138000", "thanks to") if w in text], path.name

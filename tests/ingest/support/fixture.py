@@ -17,7 +17,7 @@ import pandas as pd
 
 from crmlib.params import validate_params
 
-__all__ = ["write_fixture", "stand_in_resolver", "EXPECTED", "NOW"]
+__all__ = ["write_fixture", "stand_in_resolver", "EXPECTED", "NOW", "SURVEY_COMMENT"]
 
 # the run's wall-clock time for the fixture (aware UTC); 2026-07-01 08:00 in Asia/Shanghai
 NOW = pd.Timestamp("2026-07-01T00:00:00Z").to_pydatetime()
@@ -64,6 +64,8 @@ TOUCH_CSV = """touch_ts,channel,customer_id,anonymous_id,campaign_id,cost
 2026-04-30 09:00,paid_search,,A1,spring,1.5
 2026-04-30 09:00,paid_search,,A9,spring,-3
 """
+# a comment that names a person and a phone: only its words may reach the tables
+SURVEY_COMMENT = "Great service, thanks to Mary! Call 13800138000"
 SPEND_TSV = "date\tchannel\tcost\tcampaign_id\n2026-04-30\temail\t100\tspring\n2026-04-30\tpaid_search\t-5\tspring\n2099-01-01\temail\t1\tspring\n"
 
 EXPECTED = {
@@ -95,7 +97,7 @@ def write_fixture(folder: str | Path, **overrides) -> dict:
                   "variant": ["control", "treatment", "control"],
                   "assigned_ts": ["2026-04-01", "2026-04-01", "2026-04-01"]}).to_parquet(folder / "ab.parquet")
     pd.DataFrame({"customer_id": ["C1", "C2", "K2"], "response_ts": ["2026-05-01", "2026-05-02", "2026-05-03"],
-                  "nps_score": ["9", "11", "7"], "comment": ["great", "meh", "ok"]}).to_excel(
+                  "nps_score": ["9", "11", "7"], "comment": [SURVEY_COMMENT, "meh", "ok"]}).to_excel(
         folder / "nps.xlsx", index=False)
     raw = {
         "run": {"name": "fixture", "timezone": "Asia/Shanghai", "currency": "CNY", "output_dir": "out"},
