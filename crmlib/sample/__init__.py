@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .generator import AS_OF, SOURCE_FILES, STORE_CARD_COLUMNS, SampleSummary, generate_sample
+from .order_lines import ORDER_LINES_FILE
 
-__all__ = ["AS_OF", "SOURCE_FILES", "STORE_CARD_COLUMNS", "SampleSummary", "generate_sample"]
+__all__ = ["AS_OF", "ORDER_LINES_FILE", "SOURCE_FILES", "STORE_CARD_COLUMNS", "SampleSummary", "generate_sample"]

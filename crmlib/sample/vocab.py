@@ -91,3 +91,28 @@ SURVEY_COMMENTS: dict[int, list[str]] = {
     1: ["还可以", "一般般", "包装可以再好一点", "价格还行", "", "希望多一些优惠"],
     2: ["非常满意", "发货很快", "质量很好，会回购", "客服态度好", "推荐给朋友了", "性价比高"],
 }
+
+# comments by NPS group and complaint category ("" = no comment); each phrase is about its category
+SURVEY_COMMENTS_BY_CATEGORY: dict[str, dict[str, list[str]]] = {
+    "detractor": {
+        "delivery": ["物流太慢了", "快递一周才到", "包裹破损了", "配送员态度差，物流太慢", "发货太慢了"],
+        "product_quality": ["商品有质量问题", "用了过敏", "和描述不符", "质量太差了"],
+        "service": ["客服不回复", "退款很麻烦", "售后推来推去", "客服态度差"],
+        "price": ["价格偏贵", "比别家贵", "优惠太少了", "价格太贵了"],
+        "app": ["App 经常闪退", "小程序老是卡", "付款页面打不开", "App 登录不了"],
+    },
+    "passive": {
+        "delivery": ["物流还行", "发货有点慢", "", "快递一般"],
+        "product_quality": ["还可以", "一般般", "包装可以再好一点", ""],
+        "service": ["客服回复有点慢", "还可以", ""],
+        "price": ["价格还行", "希望多一些优惠", ""],
+        "app": ["App 还可以", "希望小程序更快一点", ""],
+    },
+    "promoter": {
+        "delivery": ["发货很快", "物流给力", "第二天就到了"],
+        "product_quality": ["质量很好，会回购", "非常满意", "效果很好"],
+        "service": ["客服态度好", "售后很专业", "推荐给朋友了"],
+        "price": ["性价比高", "活动很划算"],
+        "app": ["App 很好用", "小程序下单很方便"],
+    },
+}

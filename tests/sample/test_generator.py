@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from crmlib.sample import SOURCE_FILES, SampleSummary, generate_sample
+from crmlib.sample import ORDER_LINES_FILE, SOURCE_FILES, SampleSummary, generate_sample
 from crmlib.sample import vocab
 
 AS_OF_END = pd.Timestamp("2026-07-01")
@@ -73,16 +73,17 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
     b = _digest(generate_sample(tmp_path / "b", customers=300, seed=7).out_dir)
     c = _digest(generate_sample(tmp_path / "c", customers=300, seed=8).out_dir)
     assert a == b
-    assert len(a) == len(SOURCE_FILES) + 11  # data files + truth files (incl. README)
+    assert len(a) == len(SOURCE_FILES) + 1 + 16  # data files + order lines + truth files (incl. README)
     differing = [f for f in a if a[f] != c.get(f)]
-    assert set(SOURCE_FILES.values()) <= set(differing)
+    assert set(SOURCE_FILES.values()) | {ORDER_LINES_FILE} <= set(differing)
 
 
 def test_summary_counts_match_the_files(sample):
     out, summary = sample
-    assert set(summary.paths) == set(SOURCE_FILES) | {"truth"}
+    assert set(summary.paths) == set(SOURCE_FILES) | {"order_lines", "truth"}
     for name in SOURCE_FILES:
         assert len(_read(out, name)) == summary.rows[name], name
+    assert len(pd.read_csv(out / ORDER_LINES_FILE, dtype=str)) == summary.rows["order_lines"]
 
 
 def test_every_file_has_the_expected_columns(sample):
