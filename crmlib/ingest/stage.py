@@ -620,7 +620,10 @@ def _fact_rows(engine: Engine, vs: ValidatedSource, t: ibis.Table, params: dict,
             cols[name] = ibis.literal(src["name"])
         else:
             cols[name] = _col(keyed, name, typ)
-    extras = vs.raw.extras
+    # an unmapped column whose header names personal data (收货人, remark, ...) is not kept: tables/ is
+    # under the reports folder, which holds no PII unless privacy.keep_pii
+    hidden = redacted_columns(vs.raw, bool(params["privacy"]["keep_pii"]))
+    extras = [e for e in vs.raw.extras if e not in hidden]
     if kind == "surveys" and "comment" in keyed.columns and params["privacy"]["keep_pii"]:
         extras = [*extras, "comment"]  # free text may name people: only with keep_pii
     extra_map = (ibis.map(ibis.array([ibis.literal(e) for e in extras]),

@@ -296,3 +296,19 @@ def test_survey_comments_never_reach_the_tables(run):
         text = (pd.read_parquet(path).astype(str).to_csv() if path.suffix == ".parquet"
                 else path.read_text(encoding="utf-8"))
         assert not [w for w in ("Mary", "mary", "13800138000", "thanks to") if w in text], path.name
+
+
+def test_unmapped_columns_naming_personal_data_are_not_stored_in_fact_tables(tmp_path):
+    params = write_fixture(tmp_path / "data")
+    shop = tmp_path / "data" / "store_orders.csv"
+    rows = shop.read_text(encoding="utf-8").splitlines()
+    extra = ["收货人,备注,gift_wrap", "李雷,call 13800138000,yes", "韩梅梅,,no", "韩梅梅,,no"]
+    shop.write_text("\n".join(f"{r},{e}" for r, e in zip(rows, extra)) + "\n", encoding="utf-8")
+    with Engine(tmp_path / "run") as eng:
+        ingest(eng, params, now=NOW, resolve=stand_in_resolver())
+        orders = pd.read_parquet(eng.table_path("orders"))
+    store = orders[orders.source == "store_orders"]
+    kept = [dict(m) for m in store.extras]
+    assert kept and all(set(m) == {"gift_wrap"} for m in kept)  # the harmless column is still there
+    text = orders.astype(str).to_csv()
+    assert "李雷" not in text and "13800138000" not in text and "韩梅梅" not in text
