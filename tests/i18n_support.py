@@ -70,7 +70,14 @@ def data_words(run_dir: Path) -> set[str]:
                 for value in frame[column].dropna().astype(str).unique()[:5000]:
                     words |= set(WORD.findall(value))
     words |= {p.stem for p in run_dir.rglob("*") if p.is_file()}
+    words |= set(WORD.findall(run_dir.name))  # the run id
     return words
+
+
+# identifiers a page names as they are: file paths, params keys, environment variables, time zones
+_IDENTIFIERS = re.compile(r"[\w./-]+\.(?:parquet|json|jsonl|csv|tsv|xlsx|ipynb|html|yaml|png)\b"
+                          r"|\b[a-z_]+(?:\.[a-z_]+)+\b|\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b"
+                          r"|\b[A-Z][a-z]+/[A-Z][A-Za-z_]+\b|\bsha256\b|\bUTC\b|\bREADME\b")
 
 
 def english_left(page: Path, allowed: set[str]) -> list[str]:
@@ -78,8 +85,12 @@ def english_left(page: Path, allowed: set[str]) -> list[str]:
     parser = _Text()
     parser.feed(page.read_text(encoding="utf-8"))
     keep = {w.lower() for w in KEEP | allowed}
-    return [piece for piece in parser.pieces
-            if any(w.lower() not in keep and w.strip("-_'").lower() not in keep for w in WORD.findall(piece))]
+
+    def english(piece: str) -> bool:
+        words = WORD.findall(_IDENTIFIERS.sub(" ", piece))
+        return any(w.lower() not in keep and w.strip("-_'").lower() not in keep for w in words)
+
+    return [piece for piece in parser.pieces if english(piece)]
 
 
 def main(argv: list[str]) -> int:
