@@ -236,7 +236,7 @@ def generate_sample(out_dir: Path, customers: int = 5000, seed: int = 42) -> Sam
 
     tp = _write_touchpoints(out, rec, mk, exp, streams[8], paths, rows)
     _release_memory()
-    _write_events(out, truth_dir, people, rec, tp, online_rows, streams[11], paths, rows)
+    _write_events(out, truth_dir, people, rec, tp, online_rows, streams[11], paths, rows, seed=seed)
     _release_memory()
     _write_spend(out, mk, tp, paths, rows, streams[7])
     _write_experiments(out, rec, exp, streams[9], paths, rows)

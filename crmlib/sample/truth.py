@@ -39,7 +39,7 @@ file below uses them. Times are naive local time (Asia/Shanghai). Purchase-model
 | `products.parquet` | the catalogue behind `order_lines.csv`: product_id (`PRD0001`...), product_name (Chinese, e.g. `保湿面霜 50ml`), category (10 Chinese category names: 护肤, 彩妆, 洗护, 口腔护理, 母婴, 家居清洁, 零食, 咖啡茶饮, 宠物, 数码配件), brand, list_price, repurchase_days (null: no cycle), popularity (long-tail draw weight), cycle_carriers (customers who buy it on its cycle). |
 | `bought_together.parquet` | the planted pairs: product_id, other_product_id, their names, p_next_unit_is_partner (in an order of two or more units, the unit after one product of a pair is the other with this probability). |
 | `order_lines.json` | how the lines were drawn (stream, popularity, favourite-category share, pair probability, cycle settings) and how many customers / orders carry a planted cycle. |
-| `funnel.json` | the steps of `web_events.parquet` sessions as generated: step rates per session kind (none depends on the device: no device difference is planted, and nobody drops out between checkout and purchase) and the sessions reaching each step per device. |
+| `funnel.json` | the funnel of `web_events.parquet` sessions (page_view, product_view, add_to_cart, checkout, purchase): the PLANTED per-device rates (`planted_device_difference`: of the sessions reaching checkout, the share that purchase, 0.55 on mobile_web, 0.68 android_app, 0.74 ios_app, 0.80 desktop; of those reaching add_to_cart, the share reaching checkout), the planted utm-source difference (clicks that come back as a cart and leave), the rates realised in the file (`realised_device_rates`), step rates per session kind, the abandoned sessions drawn, and the sessions reaching each step per device and per utm source. |
 | `feedback.json` | the planted survey effects: category weights per NPS group (detractors name delivery and price), the share of lapsing, non-promoter respondents switched to delivery, the definition of lapsing, and the realised shares. |
 
 Order lines (`order_lines.csv`, e-shop orders only; store receipts have none): one line per
@@ -56,6 +56,18 @@ shows clearly only for products with enough carriers (`cycle_carriers` >= 5); ra
 of popular products blur the rest. The order lines, `funnel.json` and the survey categories and
 comments come from random streams of their own, so adding them changed no other file (the survey
 respondents, times and scores are unchanged; only `category` and `comment` were redrawn).
+
+Funnel drop-off (`funnel.json`): every purchase session of `web_events.parquet` ends in a clean
+e-shop sale, so the drop-off is planted by adding sessions of existing customers (their own
+cookies) that stop: `abandoned_checkout` (page_view, product_view, add_to_cart, login, checkout,
+then nothing; logged in with the account their cookie already shows) and `abandoned_cart` (stop
+after add_to_cart, anonymous), as many per device as make checkout -> purchase and add_to_cart ->
+checkout over ALL sessions of the device equal the planted rates up to rounding (mobile web loses
+most at checkout; who, when and which product are random), and `cart_from_click` sessions (utm-tagged, from clicks without a landing session, a
+little more often for some utm sources; they never reach checkout, like every utm-tagged session).
+They carry no orders, are drawn last from `default_rng([seed, 16])` and get session ids after all
+older ones: every older event row is unchanged (only new rows interleave in time) and no other file
+changed; cookie stitching and `cookies.parquet` are unchanged too.
 
 Channel effects: a journey converts with probability 1 - (1 - base) * prod_c (1 - p_c) over the
 distinct channels c that touched it. Each channel reaches the journey on one day within 7 days of

@@ -51,13 +51,59 @@ def test_every_purchase_event_is_one_clean_online_sale(sample):
 
 def test_funnel_truth_counts_match_the_events_file(sample):
     truth = json.loads((sample / "truth/funnel.json").read_text(encoding="utf-8"))
-    assert truth["steps"] == STEPS and truth["planted_device_difference"] is None
+    assert truth["steps"] == STEPS
     events = pd.read_parquet(sample / "web_events.parquet")
     device = events.groupby("session_id").device.first()
+    source = events.groupby("session_id").utm_source.first()
     for step in STEPS:
         sessions = events.session_id[events.event_type == step].unique()
         direct = device.reindex(sessions).value_counts().to_dict()
         assert {d: c[step] for d, c in truth["sessions_reaching_step_by_device"].items() if c[step]} == direct
+        by_source = source.reindex(sessions).value_counts().to_dict()
+        assert {u: c[step] for u, c in truth["sessions_reaching_step_by_utm_source"].items() if c[step]} == by_source
+
+
+def _step_rates_by_device(events: pd.DataFrame, step: str, next_step: str) -> pd.DataFrame:
+    """Per device: sessions reaching ``step``, and the share of them reaching ``next_step``."""
+    sessions = events.groupby("session_id").agg(device=("device", "first"))
+    for name in (step, next_step):
+        sessions[name] = sessions.index.isin(events.session_id[events.event_type == name])
+    reached = sessions[sessions[step]]
+    return reached.groupby("device").agg(n=(step, "size"), rate=(next_step, "mean"))
+
+
+@pytest.mark.parametrize("step,next_step,planted_key", [("checkout", "purchase", "checkout_to_purchase"),
+                                                        ("add_to_cart", "checkout", "add_to_cart_to_checkout")])
+def test_measured_step_rates_per_device_are_the_planted_ones(sample, step, next_step, planted_key):
+    planted = json.loads((sample / "truth/funnel.json").read_text(encoding="utf-8"))["planted_device_difference"]
+    measured = _step_rates_by_device(pd.read_parquet(sample / "web_events.parquet"), step, next_step)
+    assert set(measured.index) == set(planted)
+    for device, row in measured.iterrows():
+        p = planted[device][planted_key]
+        assert row.n >= 100, device  # enough sessions on every device for a rate to mean something
+        # planted over all of the device's sessions: only the rounding of a session count separates them
+        assert abs(row.rate - p) <= 0.02, (device, row.rate, p)
+
+
+def test_checkout_loses_mobile_web_users_far_more_often_than_desktop_users(sample):
+    measured = _step_rates_by_device(pd.read_parquet(sample / "web_events.parquet"), "checkout", "purchase")
+    assert measured.rate["mobile_web"] < measured.rate["desktop"] - 0.15
+    assert measured.rate["mobile_web"] < measured.rate[["android_app", "ios_app"]].min()
+    assert measured.rate["desktop"] > measured.rate[["android_app", "ios_app"]].max()
+    assert (measured.rate < 0.9).all()  # every device now loses some checkouts
+
+
+def test_abandoned_checkouts_are_logged_in_customers_on_their_own_cookies(sample):
+    events = pd.read_parquet(sample / "web_events.parquet")
+    purchase_sessions = events.session_id[events.event_type == "purchase"]
+    stopped = events[(events.event_type == "checkout") & ~events.session_id.isin(purchase_sessions)]
+    assert len(stopped) > 0
+    records = pd.read_parquet(sample / "truth/records.parquet")
+    account_person = records[records.source == "eshop_accounts"].set_index("source_customer_id").person_id
+    cookie_person = pd.read_parquet(sample / "truth/cookies.parquet").set_index("anonymous_id").person_id
+    assert stopped.source_customer_id.notna().all()
+    assert (stopped.source_customer_id.map(account_person).to_numpy()
+            == stopped.anonymous_id.map(cookie_person).to_numpy()).all()
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
 """The generator, split into one module per source kind and extended, still writes the old bytes.
 
 `golden_sha256_seed7_300.json` holds the sha256 of every file the single-module generator wrote for
-300 customers and seed 7, recorded before the split. Two files changed on purpose and are checked
-differently: ``truth/README.md`` (documents the new truth files) and ``surveys.tsv``, whose category
+300 customers and seed 7, recorded before the split. Three files changed on purpose and are checked
+differently: ``truth/README.md`` (documents the new truth files), ``surveys.tsv``, whose category
 and comment columns now carry the planted feedback effects while its respondents, times and scores
-(the first four columns) stay byte-identical.
+(the first four columns) stay byte-identical, and ``web_events.parquet``, which gained abandoned
+sessions (the funnel's drop-off) after every older session while the older rows stay identical.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import pytest
 
 from crmlib.sample import generate_sample
 
-GOLDEN = json.loads((Path(__file__).parent / "golden_sha256_seed7_300.json").read_text())["sha256"]
-CHANGED_ON_PURPOSE = {"truth/README.md", "surveys.tsv"}
+RECORDED = json.loads((Path(__file__).parent / "golden_sha256_seed7_300.json").read_text())
+GOLDEN, OLDER_EVENTS = RECORDED["sha256"], RECORDED["web_events_older_rows"]
+CHANGED_ON_PURPOSE = {"truth/README.md", "surveys.tsv", "web_events.parquet"}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,21 @@ def test_survey_respondents_times_and_scores_are_unchanged(small):
     assert hashlib.sha256(first4.encode()).hexdigest() == GOLDEN["surveys.tsv[:4 columns]"]
     # the categories did change: the golden digest of the whole file no longer matches
     assert _sha(small / "surveys.tsv") != GOLDEN["surveys.tsv"]
+
+
+def test_older_event_rows_are_unchanged_and_the_new_sessions_interleave(small):
+    import pandas as pd
+
+    events = pd.read_parquet(small / "web_events.parquet")
+    older = events[events.session_id <= OLDER_EVENTS["last_session_id"]].reset_index(drop=True)
+    csv = older.to_csv(index=False).encode()
+    assert len(older) == OLDER_EVENTS["rows"]
+    assert hashlib.sha256(csv).hexdigest() == OLDER_EVENTS["sha256_of_csv"]
+    added = events[events.session_id > OLDER_EVENTS["last_session_id"]]
+    assert len(added) > 0 and added.event_ts.min() < older.event_ts.max()
+    # sorted as before: by time, then session
+    assert events.sort_values(["event_ts", "session_id"], kind="stable").index.equals(events.index)
+    assert _sha(small / "web_events.parquet") != GOLDEN["web_events.parquet"]
 
 
 def test_new_files_are_added_beside_the_old_ones(small):
