@@ -292,7 +292,7 @@ def _holdout_table(engine, params: dict) -> pd.DataFrame:
     o = st["outcomes"]
     if o is not None:
         span = o.group_by("experiment_id").aggregate(first=o.assigned_date.min(), last=o.assigned_date.max())
-        for _, r in span.to_pandas().iterrows():
+        for _index, r in span.to_pandas().iterrows():
             periods[r["experiment_id"]] = (
                 r["first"], pd.Timestamp(r["last"]) + pd.Timedelta(days=st["ab"]["window_days"] - 1))
     return _holdout.incrementality(res, holdouts, spend, periods, roi)
