@@ -54,6 +54,7 @@ bench: $(STAMP)
 	LIFETIMES_PYTHON=$(PEERS_PY) $(PY) bench/clv.py
 	$(PY) bench/attribution.py --ca-python $(PEERS_PY)
 	$(PY) bench/abtest.py
+	$(PY) bench/recommend.py --peers-python $(PEERS_PY)
 
 # A peer that is missing or fails makes this target fail (CRM_BENCH_REQUIRE_PEERS): it promises a comparison.
 bench-peers: $(PEERS)/.installed
@@ -61,7 +62,7 @@ bench-peers: $(PEERS)/.installed
 
 $(PEERS)/.installed:
 	$(PYTHON) -m venv $(PEERS)
-	$(PEERS_PY) -m pip install --quiet "lifetimes==0.11.3" "pandas<2" "numpy<2" "scipy<1.14" "matplotlib<3.10" "ChannelAttribution"
+	$(PEERS_PY) -m pip install --quiet "lifetimes==0.11.3" "pandas<2" "numpy<2" "scipy<1.14" "matplotlib<3.10" "ChannelAttribution" "implicit"
 	touch $@
 
 clean:

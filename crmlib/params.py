@@ -441,13 +441,44 @@ class Loyalty(_Section):
         default_factory=_default_tiers, min_length=1)
 
 
+class Recommend(_Section):
+    """``segmentation.recommend``: product recommendations from order lines and their holdout test."""
+
+    k: int = _doc(10, "products per customer list", ge=1)
+    horizon_days: int = _doc(30, "the window the lists are for; also the test window of the evaluation (the "
+                                 "last horizon_days up to run.as_of, learnt from the purchases before them)", ge=1)
+    neighbours: int = _doc(20, "'also bought' partners kept per product", ge=1)
+    min_product_baskets: int = _doc(5, "products in fewer baskets take no part in co-occurrence", ge=1)
+    min_pair_baskets: int = _doc(3, "minimum support of an 'also bought' pair, in baskets (lift favours rare "
+                                    "products; this keeps chance pairs out)", ge=1)
+    max_basket_size: int = _doc(30, "a larger basket keeps only its best-selling products for co-occurrence",
+                                ge=2)
+    cooc_weight: float = _doc(0.1, "weight of co-occurrence beside the repurchase signal in the next-basket list",
+                              ge=0.0)
+    evaluation_customers: int = _doc(50000, "customers the evaluation scores (a random sample above this; "
+                                            "0 = all)", ge=0)
+    exclude_products: Annotated[list[str], BeforeValidator(_empty_list)] = _list("product ids never recommended")
+    exclude_categories: Annotated[list[str], BeforeValidator(_empty_list)] = _list(
+        "categories never recommended")
+
+
+class Feedback(_Section):
+    """``segmentation.feedback``: complaints, NPS by category and comment words (crmlib.segmentation.feedback)."""
+
+    months: int = _doc(12, "calendar months of survey answers analysed, up to run.as_of", ge=1)
+    min_answers: int = _doc(30, "fewer answers in those months: no feedback analysis", ge=1)
+    top_terms: int = _doc(30, "most frequent comment words kept, overall and per category", ge=1)
+
+
 class Segmentation(_Section):
-    """``segmentation``: RFM, clusters, CLV, churn and loyalty."""
+    """``segmentation``: RFM, clusters, CLV, churn, loyalty and product recommendations."""
 
     clv: Clv = _section(Clv)
     clusters: Clusters = _section(Clusters)
     churn: Churn = _section(Churn)
     loyalty: Loyalty = _section(Loyalty)
+    recommend: Recommend = _section(Recommend)
+    feedback: Feedback = _section(Feedback)
 
 
 class Mmm(_Section):
@@ -459,8 +490,55 @@ class Mmm(_Section):
     seed: int = _doc(0, "random seed")
 
 
+class FunnelStep(_Section):
+    """``roi.funnel.steps[]``: one step of the conversion funnel."""
+
+    name: str = _req("step name shown on the pages")
+    event_types: Annotated[list[str], BeforeValidator(_empty_list)] = Field(
+        ..., description="event_type values of the events that reach this step", min_length=1)
+
+
+def _default_funnel_steps() -> list[FunnelStep]:
+    return [FunnelStep(name=n, event_types=[e]) for n, e in (
+        ("visit", "page_view"), ("product view", "product_view"), ("add to cart", "add_to_cart"),
+        ("checkout", "checkout"), ("purchase", "purchase"))]
+
+
+class Funnel(_Section):
+    """``roi.funnel``: the conversion funnel from web/app events (crmlib.roi.funnel)."""
+
+    enabled: bool = _doc(True, "compute the funnel when the run has events")
+    steps: Annotated[list[FunnelStep], BeforeValidator(_empty_list)] = _list(
+        "ordered steps; default visit (page_view), product view (product_view), add to cart (add_to_cart), "
+        "checkout (checkout), purchase (purchase)", default_factory=_default_funnel_steps, min_length=2)
+    window_days: float = _doc(7.0, "a step counts when reached within this many days of the user's first "
+                                   "step of the week", gt=0.0)
+    order_step: str | None = _doc("purchase", "the step an order of the same customer also reaches, placed "
+                                              "within order_window_days after the step before; null = events only")
+    order_window_days: float = _doc(3.0, "days after the step before within which an order counts for "
+                                         "order_step", gt=0.0)
+    min_users: int = _doc(30, "fewer users at the first step: no funnel; a device or channel with fewer "
+                              "users at a step is not named in the findings", ge=1)
+
+    @model_validator(mode="after")
+    def _steps_consistent(self) -> "Funnel":
+        names = [s.name for s in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"step names must differ; got {names}")
+        seen: dict[str, str] = {}
+        for step in self.steps:
+            for event_type in step.event_types:
+                if event_type in seen:
+                    raise ValueError(f"event type {_show(event_type)} is in two steps ({_show(seen[event_type])} "
+                                     f"and {_show(step.name)})")
+                seen[event_type] = step.name
+        if self.order_step is not None and self.order_step not in names:
+            raise ValueError(f"order_step {_show(self.order_step)} is not one of the steps ({', '.join(names)})")
+        return self
+
+
 class Roi(_Section):
-    """``roi``: journeys, attribution, ROI, media mix and budget."""
+    """``roi``: journeys, attribution, ROI, media mix, budget and the conversion funnel."""
 
     lookback_days: int = _doc(30, "journey lookback window before a conversion, days", ge=1)
     half_life_days: float = _doc(7.0, "time-decay attribution half-life, days", gt=0.0)
@@ -472,6 +550,7 @@ class Roi(_Section):
     budget_bounds: float = _doc(0.3, "budget proposal: +/- this fraction of each channel's current weekly "
                                      "spend", ge=0.0)
     mmm: Mmm = _section(Mmm)
+    funnel: Funnel = _section(Funnel)
 
 
 class Guardrail(_Section):

@@ -110,6 +110,8 @@ def test_no_pii_in_reports_or_customers(ci_run):
         else:
             continue
         for col in frame.columns:
+            if col == "product_name":  # the catalogue's product names (shown on the pages) are not personal data
+                continue
             if any(k in col.lower() for k in ("email", "phone", "name", "mobile")) or col in ("姓名", "手机"):
                 needles |= {v.strip() for v in frame[col].dropna() if _identifying(v.strip())}
     assert len(needles) > 50, "the PII check found too few identifiers to be meaningful"

@@ -109,3 +109,13 @@ def test_dictionary_loads_once_and_silently(tmp_path):
 def test_excluded_chinese_name_also_removes_the_given_name():
     terms = comment_terms("小明觉得包装破损，王小明", exclude=["王小明"])
     assert "小明" not in "".join(terms) and "包装" in terms
+
+
+def test_shopping_words_jieba_splits_or_mistakes_for_names_are_kept_whole():
+    # jieba 0.42's dictionary tags 过敏 and 太贵 as person names and splits 小程序
+    assert comment_terms("用了过敏") == ["过敏"]
+    assert comment_terms("价格太贵了") == ["价格", "太贵"]
+    assert comment_terms("小程序下单很方便") == ["小程序", "下单", "方便"]
+    # a lone hanzi counts only as an adjective
+    assert comment_terms("发货有点慢") == ["发货", "慢"]
+    assert comment_terms("物流给力") == ["物流", "给力"]

@@ -132,14 +132,17 @@ def roi_findings(tables_dir: str | Path, *, currency: str | None = None) -> list
     """The page's key findings from the tables the ROI stage call wrote in ``tables_dir``.
 
     Which channels return more than they cost (ROAS range over the attribution models), which cannot be
-    ranked and what test would settle it, what the media-mix model can and cannot measure, the blended
-    ROAS and CAC, and that attribution is not incrementality; at most :data:`MAX_FINDINGS` sentences.
-    Empty when the stage wrote no ROI table.
+    ranked and what test would settle it, what the media-mix model can and cannot measure, where the
+    conversion funnel leaks most, the blended ROAS and CAC, and that attribution is not incrementality; at
+    most :data:`MAX_FINDINGS` sentences. Only the funnel's finding when the stage wrote no ROI table.
     """
+    from crmlib.roi.funnel import funnel_findings
+
     tables_dir = Path(tables_dir)
     path = tables_dir / "roi.parquet"
+    funnel = funnel_findings(tables_dir)[:1]  # the funnel's leading decision ("checkout loses X% of mobile users")
     if not path.exists():
-        return []
+        return funnel
     roi = pd.read_parquet(path)
     channels = roi[roi["level"] == "channel"] if "level" in roi else roi
     summary = _read_json(tables_dir / "roi_summary.json")
@@ -149,6 +152,7 @@ def roi_findings(tables_dir: str | Path, *, currency: str | None = None) -> list
     mmm = _mmm_finding(tables_dir, currency)
     if mmm is not None:
         found.append(mmm)
+    found += funnel
     if summary.get("blended_roas") is not None:
         cac = (_("; CAC {cac} per new customer ({n} new customers)").format(
             cac=fmt_money(summary["cac"], currency), n=fmt_count(summary["new_customers"]))

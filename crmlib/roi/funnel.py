@@ -39,6 +39,7 @@ import pandas as pd
 
 from crmlib.abtest.stats import proportion_confint
 from crmlib.i18n import N_, _
+from crmlib.params import schema_default
 from crmlib.present import fmt_count, fmt_number, fmt_percent
 from crmlib.status import CannotCompute, Unavailable
 
@@ -53,7 +54,7 @@ __all__ = [
     "funnel_counts",
     "funnel_table",
     "compute_funnel",
-    "FUNNEL_DEFAULTS",
+    "STEP_NAMES",
     "funnel_settings",
     "funnel_stage",
     "funnel_findings",
@@ -63,14 +64,12 @@ __all__ = [
     "funnel_method",
 ]
 
-#: The default steps: (step name, event types that reach it). Names are shown through ``_()``.
-DEFAULT_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (N_("visit"), ("page_view",)),
-    (N_("product view"), ("product_view",)),
-    (N_("add to cart"), ("add_to_cart",)),
-    (N_("checkout"), ("checkout",)),
-    (N_("purchase"), ("purchase",)),
-)
+#: The default step names (the schema's ``roi.funnel.steps``), marked here for the catalog: pages show step
+#: names through ``_()``, so a params file that keeps these names gets them translated.
+STEP_NAMES = (N_("visit"), N_("product view"), N_("add to cart"), N_("checkout"), N_("purchase"))
+#: The default steps: (step name, event types that reach it), from the params schema.
+DEFAULT_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (step["name"], tuple(step["event_types"])) for step in schema_default("roi.funnel.steps"))
 #: Breakdowns of the table, in the order the page shows them (``all`` is the whole funnel).
 ALL, DIRECT = N_("all"), N_("direct")
 DIMENSIONS = (ALL, N_("channel"), N_("utm_source"), N_("device"))
@@ -132,9 +131,9 @@ def funnel_entries(
     orders: ibis.Table | None = None,
     *,
     steps: Sequence = DEFAULT_STEPS,
-    window_days: float = 7,
-    order_step: str | None = "purchase",
-    order_window_days: float = 3,
+    window_days: float = schema_default("roi.funnel.window_days"),
+    order_step: str | None = schema_default("roi.funnel.order_step"),
+    order_window_days: float = schema_default("roi.funnel.order_window_days"),
     period_start=None,
     period_end=None,
 ) -> ibis.Table:
@@ -288,12 +287,12 @@ def compute_funnel(
     orders: ibis.Table | None = None,
     *,
     steps: Sequence = DEFAULT_STEPS,
-    window_days: float = 7,
-    order_step: str | None = "purchase",
-    order_window_days: float = 3,
+    window_days: float = schema_default("roi.funnel.window_days"),
+    order_step: str | None = schema_default("roi.funnel.order_step"),
+    order_window_days: float = schema_default("roi.funnel.order_window_days"),
     period_start=None,
     period_end=None,
-    min_users: int = 30,
+    min_users: int = schema_default("roi.funnel.min_users"),
 ) -> FunnelResult:
     """The funnel table of a run: :func:`funnel_entries` in the engine, then :func:`funnel_table`.
 
@@ -347,23 +346,11 @@ def compute_funnel(
 STEP = N_("conversion funnel")
 STAGE = "roi"
 TABLE = "funnel"
-#: What ``roi.funnel`` holds when the params leave it out (the schema in :mod:`crmlib.params` says the same).
-FUNNEL_DEFAULTS = {
-    "enabled": True,
-    "steps": [{"name": name, "event_types": list(types)} for name, types in DEFAULT_STEPS],
-    "window_days": 7.0,
-    "order_step": "purchase",
-    "order_window_days": 3.0,
-    "min_users": 30,
-}
-
-
 def funnel_settings(params: dict) -> dict:
-    """``roi.funnel`` of validated params, plus the ROI period (``roi.period_start`` / ``roi.period_end``)."""
-    roi = params.get("roi") or {}
-    given = roi.get("funnel") or {}
-    cfg = {**FUNNEL_DEFAULTS, **{k: v for k, v in given.items() if v is not None or k == "order_step"}}
-    cfg["period_start"], cfg["period_end"] = roi.get("period_start"), roi.get("period_end")
+    """``roi.funnel`` of validated params (:func:`crmlib.params.load_params` or
+    :func:`crmlib.params.complete_params`), plus the ROI period (``roi.period_start`` / ``roi.period_end``)."""
+    cfg = dict(params["roi"]["funnel"])
+    cfg["period_start"], cfg["period_end"] = params["roi"]["period_start"], params["roi"]["period_end"]
     return cfg
 
 
@@ -458,7 +445,7 @@ def funnel_findings(tables_dir, *, min_users: int | None = None) -> list:
     table, info = _read(tables_dir)
     if table is None or table.empty:
         return []
-    min_users = int(min_users if min_users is not None else info.get("min_users", FUNNEL_DEFAULTS["min_users"]))
+    min_users = int(min_users if min_users is not None else info.get("min_users", schema_default("roi.funnel.min_users")))
     leak = _leak(table)
     if leak is None:
         return []
@@ -472,8 +459,10 @@ def funnel_findings(tables_dir, *, min_users: int | None = None) -> list:
         w = worse.sort_values("conversion").iloc[0]
         found.append(Finding(
             _("Fix {step} for {value}").format(step=_step_name(prev_step), value=_(w["value"])),
-            _("{step} loses {share} of {value} users: {lost} of the {n} who reached it did not reach {next} "
-              "(95% interval {low} to {high}), against {overall} of all users.").format(
+            (_("{step} loses {share} of {value} users: {lost} of the {n} who reached it did not reach {next} "
+               "(95% interval {low} to {high}), against {overall} of all users.") if w["dimension"] == "device" else
+             _("{step} loses {share} of the users who came from {value}: {lost} of the {n} who reached it did not "
+               "reach {next} (95% interval {low} to {high}), against {overall} of all users.")).format(
                 step=_step_name(prev_step), share=fmt_percent(w["drop_off"]), value=_(w["value"]),
                 lost=fmt_count(w["prev_users"] - w["users"]), n=fmt_count(w["prev_users"]),
                 next=_step_name(w["step"]), low=fmt_percent(1 - w["conversion_high"]),
@@ -488,6 +477,14 @@ def funnel_findings(tables_dir, *, min_users: int | None = None) -> list:
             first=fmt_count(whole.iloc[0]["users"]), first_step=_step_name(whole.iloc[0]["step"]),
             last_step=_step_name(last["step"]))))
     return found
+
+
+def _displayed(notice):
+    """Show a notice in place of a chart (chart cells end with ";", which hides a returned value) and return it."""
+    from IPython.display import display
+
+    display(notice)
+    return notice
 
 
 def _not_available(engine):
@@ -515,7 +512,7 @@ def funnel_chart(engine, params: dict):
 
     table, info = _read(engine)
     if table is None:
-        return _not_available(engine)
+        return _displayed(_not_available(engine))
     use_report_style()
     whole = _whole(table)
     leak = _leak(table)
@@ -532,7 +529,7 @@ def funnel_chart(engine, params: dict):
     left.set_xlim(0, whole["users"].max() * 1.35)
     left.set_xlabel(_("users"))
     left.spines[["top", "right"]].set_visible(False)
-    min_users = int(info.get("min_users", FUNNEL_DEFAULTS["min_users"]))
+    min_users = int(info.get("min_users", schema_default("roi.funnel.min_users")))
     devices = table[table["week"].isna() & (table["dimension"] == "device")
                     & (table["step_index"] == leak["step_index"]) & (table["prev_users"] >= min_users)]
     devices = devices.sort_values("conversion")
@@ -611,8 +608,8 @@ def funnel_weekly_chart(engine, params: dict):
 
     table, info = _read(engine)
     if table is None:
-        return _not_available(engine)
-    min_users = int(info.get("min_users", FUNNEL_DEFAULTS["min_users"]))
+        return _displayed(_not_available(engine))
+    min_users = int(info.get("min_users", schema_default("roi.funnel.min_users")))
     weekly = table[table["week"].notna() & table["dimension"].isin([ALL, "device"])].copy()
     last_index = int(table["step_index"].max())
     first = weekly[weekly["step_index"] == 0].set_index(["dimension", "value", "week"])["users"]
@@ -628,8 +625,8 @@ def funnel_weekly_chart(engine, params: dict):
 
         from crmlib.report import escape_markdown
 
-        return Markdown("*" + escape_markdown(_("No week has {n} or more users entering the funnel.").format(
-            n=fmt_count(min_users))) + "*")
+        words = _("No week has {n} or more users entering the funnel.").format(n=fmt_count(min_users))
+        return _displayed(Markdown("*" + escape_markdown(words) + "*"))
     use_report_style()
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     names = [v for v in last["value"].unique() if v != ALL]
@@ -654,7 +651,7 @@ def funnel_weekly_chart(engine, params: dict):
                             "users (thick) and per device; weeks with fewer than {n} users entering, and the last weeks, "
                             "whose users have not had {days} days to go on, are left out.").format(
                       first=_step_name(steps[0]), last=_step_name(steps[-1]), n=fmt_count(min_users),
-                      days=fmt_number(info.get("window_days", FUNNEL_DEFAULTS["window_days"]))),
+                      days=fmt_number(info.get("window_days", schema_default("roi.funnel.window_days")))),
                   alt=_("Weekly share of entering users who reached {step}: {rows}").format(
                       step=_step_name(steps[-1]), rows="; ".join(
                           f"{w} {fmt_percent(s)}" for w, s in zip(overall["week"], overall["from_start"]))))
@@ -678,4 +675,4 @@ def funnel_method(engine, params: dict) -> str:
     if info.get("uses_orders"):
         text += " " + _("{step} also counts when the customer placed an order within {days} days after the step "
                         "before.").format(step=_step_name(info["order_step"]), days=fmt_number(info["order_window_days"]))
-    return f"- **{escape_markdown(_(STEP))}**: {escape_markdown(text)}"
+    return f"- **{escape_markdown(_(STEP))}**{escape_markdown(_(': '))}{escape_markdown(text)}"

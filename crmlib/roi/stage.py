@@ -22,6 +22,7 @@ Params keys read (types, defaults and meanings: the schema, :mod:`crmlib.params`
     roi.period_end             analysis period end (inclusive date)
     roi.budget_bounds          +/- fraction of current weekly spend
     roi.mmm.enabled, roi.mmm.bootstrap, roi.mmm.block_weeks, roi.mmm.seed
+    roi.funnel.*               the conversion funnel (crmlib.roi.funnel)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import pandas as pd
 from crmlib.asof import resolve_as_of
 from crmlib.i18n import N_, _
 from crmlib.roi.budget import BudgetResult, reallocate_budget
+from crmlib.roi.funnel import funnel_method, funnel_stage
 from crmlib.roi.journeys import JourneyResult, build_journeys
 from crmlib.roi.messages import NOTES, NOTHING_IDENTIFIED, NOT_IDENTIFIED, recorded_text
 from crmlib.roi.mmm import MediaMixModel, weekly_totals
@@ -90,6 +92,7 @@ PARAM_KEYS = (
     "roi.mmm.bootstrap",
     "roi.mmm.block_weeks",
     "roi.mmm.seed",
+    "roi.funnel",
 )
 
 MIN_MMM_WEEKS = 26
@@ -470,7 +473,7 @@ def response_curves_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
 # -- the stage call: compute once, write every table ---------------------------------------------------
 #: What the stage call writes under ``tables/`` (Parquet or JSON); the report's views read only these.
 TABLES = ("roi_journeys", "attribution", "roi_markov", "roi", "roi_disagreement", "mmm", "roi_response_curves",
-          "roi_budget", "roi_budget_summary", "roi_summary")
+          "roi_budget", "roi_budget_summary", "roi_summary", "funnel")
 #: The attribution model whose credited revenue and CAC the page's one-model figures use.
 REFERENCE_MODEL = "linear"
 
@@ -497,8 +500,9 @@ def run_roi(engine, params: dict) -> None:
 
     Writes ``roi_journeys.json``, ``attribution``, ``roi_markov.json``, ``roi``, ``roi_disagreement``,
     ``roi_summary.json`` (blended ROAS, CAC, the share of revenue marketing touched), ``mmm``,
-    ``roi_response_curves``, ``roi_budget`` and ``roi_budget_summary.json``. A step that cannot be
-    computed writes nothing (and removes a stale copy); its reason is in ``warnings.jsonl``.
+    ``roi_response_curves``, ``roi_budget``, ``roi_budget_summary.json`` and, from the run's events,
+    ``funnel`` (:func:`crmlib.roi.funnel.funnel_stage`). A step that cannot be computed writes nothing (and
+    removes a stale copy); its reason is in ``warnings.jsonl``.
     """
     journeys = journeys_stage(engine, params)
     table = roi_stage(engine, params)
@@ -520,6 +524,7 @@ def run_roi(engine, params: dict) -> None:
             "caveats": list(budget.caveats)})
     else:
         _remove_tables(engine, "roi_budget_summary")
+    funnel_stage(engine, params)
 
 
 # -- report views: one call per notebook cell; they read the tables run_roi wrote ---------------------------
@@ -913,4 +918,6 @@ def method_notes(engine, params: dict):
             "credited revenue and cost of the {model} model summed over channels; CAC = cost / new customers "
             "credited").format(model=_(s["reference_model"]))))
         lines += [note(_("data note"), recorded_text(n)) for n in s.get("notes", [])]
+    if funnel_method(engine, params):
+        lines.append(funnel_method(engine, params))
     return Markdown("\n".join(lines) if lines else _("*No method notes: nothing was computed.*"))

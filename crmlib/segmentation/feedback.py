@@ -59,6 +59,7 @@ import pandas as pd
 from scipy import stats
 
 from crmlib.i18n import N_, _
+from crmlib.params import schema_default
 from crmlib.present import fmt_count, fmt_number, fmt_percent
 from crmlib.segmentation.tiers import ALL_ANSWERS, UNSEGMENTED
 from crmlib.status import CannotCompute, Unavailable, guard
@@ -66,7 +67,6 @@ from crmlib.status import CannotCompute, Unavailable, guard
 __all__ = [
     "COLUMNS",
     "KINDS",
-    "FEEDBACK_DEFAULTS",
     "FeedbackResult",
     "survey_answers",
     "analyse_feedback",
@@ -90,9 +90,11 @@ KINDS = ("answers_by_segment", "answers_by_month", "complaints_by_segment", "com
          "terms")
 ALL = ALL_ANSWERS
 UNCATEGORISED = N_("uncategorised")
+#: Feedback categories common in survey exports, marked for the catalog: pages show categories through the
+#: "label" kind, so these codes read in the report's language while any other category shows as loaded.
+COMMON_CATEGORIES = (N_("delivery"), N_("price"), N_("product_quality"), N_("service"), N_("app"),
+                     N_("refund"), N_("packaging"), N_("other"))
 LEVEL = 0.95
-#: What ``segmentation.feedback`` holds when the params leave it out.
-FEEDBACK_DEFAULTS = {"months": 12, "min_answers": 30, "top_terms": 30}
 #: The complaint trend's title compares the last this many months with as many before.
 RECENT_MONTHS = 3
 #: Fewer complaints than this in a category: the page does not name the segment they "mostly" come from.
@@ -167,9 +169,9 @@ def analyse_feedback(
     segments: ibis.Table | None,
     *,
     as_of,
-    months: int = FEEDBACK_DEFAULTS["months"],
-    min_answers: int = FEEDBACK_DEFAULTS["min_answers"],
-    top_terms: int = FEEDBACK_DEFAULTS["top_terms"],
+    months: int = schema_default("segmentation.feedback.months"),
+    min_answers: int = schema_default("segmentation.feedback.min_answers"),
+    top_terms: int = schema_default("segmentation.feedback.top_terms"),
 ) -> FeedbackResult:
     """Complaints by segment and month, NPS by category and the most frequent comment terms.
 
@@ -271,9 +273,9 @@ def analyse_feedback(
 
 
 def feedback_settings(params: dict) -> dict:
-    """``segmentation.feedback`` of validated params (``months``, ``min_answers``, ``top_terms``)."""
-    given = (params.get("segmentation") or {}).get("feedback") or {}
-    return {**FEEDBACK_DEFAULTS, **given}
+    """``segmentation.feedback`` of validated params (``months``, ``min_answers``, ``top_terms``; see
+    ``docs/PARAMS.md``)."""
+    return dict(params["segmentation"]["feedback"])
 
 
 def _remove(engine) -> None:
@@ -316,6 +318,14 @@ def feedback_stage(engine, params: dict) -> FeedbackResult | Unavailable | None:
 def _read(engine) -> pd.DataFrame | None:
     path = engine.table_path(TABLE)
     return pd.read_parquet(path) if path.exists() else None
+
+
+def _displayed(notice):
+    """Show a notice in place of a chart (chart cells end with ";", which hides a returned value) and return it."""
+    from IPython.display import display
+
+    display(notice)
+    return notice
 
 
 def _not_available(engine) -> object:
@@ -467,15 +477,18 @@ def complaints_by_segment_view(engine, params: dict, *, run_dir=None):
     categories = [c for c in pivot.drop(columns=[ALL], errors="ignore").sum().sort_values(ascending=False).index]
     pivot = pivot.sort_values(ALL, ascending=False) if ALL in pivot else pivot
     view = pd.DataFrame({_("segment"): pivot.index, _("all complaints"): pivot.get(ALL, pivot[categories].sum(axis=1)).to_numpy()})
-    for c in categories:
-        view[str(c)] = pivot[c].to_numpy()
-    kinds = {_("segment"): "label", _("all complaints"): "count", **{str(c): "count" for c in categories}}
+    for c in categories:  # column headers are category codes: shown in the report's language like the cells
+        view[_label(c)] = pivot[c].to_numpy()
+    kinds = {_("segment"): "label", _("all complaints"): "count", **{_label(c): "count" for c in categories}}
     return report.show(view, kinds=kinds, max_rows=20, caption=_("Complaints by segment and category"),
                        download="feedback_complaints" if run_dir is not None else None, run_dir=run_dir)
 
 
 def complaint_trend_chart(engine, params: dict):
-    """Complaint rate per month by category (complaints / answers of the month) as a stacked bar chart."""
+    """Complaint rate per month by category (complaints / answers of the month) as a stacked bar chart.
+
+    Displays the chart (or the reason there is none) itself and returns None, so the cell needs no ";".
+    """
     import matplotlib.pyplot as plt
 
     from crmlib import report
@@ -483,13 +496,15 @@ def complaint_trend_chart(engine, params: dict):
 
     table = _read(engine)
     if table is None:
-        return _not_available(engine)
+        _displayed(_not_available(engine))
+        return None
     months = _kind(table, "complaints_by_month")
     per_cat = months[months["category"] != ALL]
     if per_cat.empty:
         from IPython.display import Markdown
 
-        return Markdown("*" + report.escape_markdown(_("No complaint in the window.")) + "*")
+        _displayed(Markdown("*" + report.escape_markdown(_("No complaint in the window.")) + "*"))
+        return None
     use_report_style()
     rate = per_cat.pivot_table(index="period", columns="category", values="share", aggfunc="sum").fillna(0.0)
     rate = rate[rate.sum().sort_values(ascending=False).index]
@@ -502,7 +517,7 @@ def complaint_trend_chart(engine, params: dict):
     ax.set_ylabel(_("complaints per answer"))
     ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _pos: fmt_percent(v, digits=0)))
     ax.tick_params(axis="x", labelrotation=45)
-    ax.legend(frameon=False, fontsize=8, ncol=2)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     overall = months[months["category"] == ALL].sort_values("period")
     answers = _kind(table, "answers_by_month").set_index("period")["n"].sort_index()
@@ -523,7 +538,6 @@ def complaint_trend_chart(engine, params: dict):
                   alt=_("Monthly complaint rate by category: {rows}").format(rows="; ".join(
                       _("{month} {share}").format(month=r["period"], share=fmt_percent(r["share"]))
                       for _i, r in overall.iterrows())))
-    return ax
 
 
 def nps_by_category_view(engine, params: dict):
@@ -591,4 +605,4 @@ def feedback_method(engine, params: dict) -> str:
              "9-10 minus share of 0-6 per category, with a 95% Wald interval (multinomial variance), every answer "
              "counted; comment words counted once per comment, names, numbers and addresses removed.").format(
         n=fmt_count(cfg["answers"]), months=cfg["months"], as_of=cfg["as_of"])
-    return f"- **{escape_markdown(_(STEP))}**: {escape_markdown(text)}"
+    return f"- **{escape_markdown(_(STEP))}**{escape_markdown(_(': '))}{escape_markdown(text)}"

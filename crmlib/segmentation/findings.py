@@ -16,6 +16,7 @@ from crmlib.i18n import _
 from crmlib.present import fmt_count, fmt_money, fmt_number, fmt_percent
 from crmlib.report import key_findings as findings_list
 from crmlib.report import read_run_json, read_run_table
+from crmlib.segmentation.recommend import recommendation_findings
 from crmlib.status import read_warnings
 
 __all__ = ["key_findings", "findings_markdown", "STAGE"]
@@ -139,7 +140,8 @@ def key_findings(run_dir: str | Path, *, currency: str | None = None) -> list[st
     """
     run_dir = Path(run_dir)
     found = [f for f in (segment_revenue_finding(run_dir, currency), churn_finding(run_dir, currency),
-                         clv_finding(run_dir, currency), holdout_finding(run_dir), nps_finding(run_dir)) if f]
+                         *recommendation_findings(run_dir), clv_finding(run_dir, currency),
+                         holdout_finding(run_dir), nps_finding(run_dir)) if f]
     missing = unavailable_findings(run_dir)
     room = max(MAX_FINDINGS - len(found), 1) if missing else 0
     if len(missing) > room:

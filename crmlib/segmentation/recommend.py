@@ -17,7 +17,8 @@ Conventions
   its ``max_basket_size`` best-selling products: the number of pairs grows with the square of the basket
   size, and a few huge baskets (a company's bulk order) would otherwise dominate both the cost and the
   counts. Each product keeps its ``neighbours`` strongest partners by cosine similarity
-  ``co / sqrt(baskets_i * baskets_j)``, among pairs seen in at least ``min_pair_baskets`` baskets.
+  ``co / sqrt(baskets_i * baskets_j)``, among pairs seen in at least ``min_pair_baskets`` baskets and
+  bought together more often than chance (lift above 1: two best-sellers share baskets by chance alone).
 * **also_bought** lists, per product, those neighbours with ``support`` (share of all baskets holding
   both), ``confidence`` (share of the product's baskets that also hold the other one) and ``lift``
   (confidence over the other product's own share of baskets). Lift favours rare products: two products
@@ -607,6 +608,9 @@ class ProductRecommender:
             confidence=pairs.baskets / pairs.own_baskets,
             lift=pairs.baskets * total / (pairs.own_baskets * pairs.other_baskets),
             cosine=pairs.baskets / (pairs.own_baskets.cast("float64") * pairs.other_baskets).sqrt())
+        # two best-sellers share many baskets by chance alone: a partner must be bought with the product
+        # more often than chance (lift above 1), or "often bought with" would not be true
+        scored = scored.filter(scored.lift > 1)
         ranked = scored.mutate(rank=ibis.row_number().over(ibis.window(
             group_by=scored.product_id,
             order_by=[ibis.desc(scored.cosine), ibis.desc(scored.baskets), scored.other_index])))
@@ -1271,7 +1275,7 @@ def write_recommendation_audiences(run_dir: Any, recs: Any, consent: pd.DataFram
 
 def _list_overview(recs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(products most often in the first three places of each list, with the share given for the
-    customer's own reasons; one example list per list: the customer with the most personal reasons)."""
+    customer's own reasons; one example list per list, without whose it is)."""
     import ibis
 
     top3 = recs.filter(recs["rank"] <= 3)
@@ -1285,9 +1289,14 @@ def _list_overview(recs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     examples = []
     for list_name in LISTS:
         rows = recs.filter(recs.list == list_name)
-        own = rows.reason.isin([REASON_REPEAT, REASON_BOUGHT_ONCE, REASON_WITH])
-        best = rows.group_by("customer_key").agg(own=own.sum(), mixed=rows.reason.nunique())
-        best = best.order_by([ibis.desc("mixed"), ibis.desc("own"), "customer_key"]).limit(1)
+        # a typical list for its campaign: as many of the customer's own regular products (buy again) or
+        # as many different "bought with" products (cross-sell) as any list has, then the most kinds of reason
+        if list_name == "next_basket":
+            signal = (rows.reason == REASON_REPEAT).sum()
+        else:
+            signal = rows.reason_product_id.nunique()
+        best = rows.group_by("customer_key").agg(signal=signal, mixed=rows.reason.nunique())
+        best = best.order_by([ibis.desc("signal"), ibis.desc("mixed"), "customer_key"]).limit(1)
         example = rows.semi_join(best.select("customer_key"), "customer_key").order_by("rank").to_pandas()
         examples.append(example.drop(columns="customer_key"))  # a page shows the list, never whose it is
     return top.to_pandas(), pd.concat(examples, ignore_index=True)

@@ -25,6 +25,7 @@ Params keys read (types, defaults and meanings: the schema, :mod:`crmlib.params`
     segmentation.churn.thresholds          p_alive < high -> high risk, < medium -> medium
     segmentation.churn.warning_top         length of the churn-warning list
     segmentation.loyalty.tiers             tiers by 12-month net spend
+    segmentation.recommend.*               product recommendations (crmlib.segmentation.recommend)
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ __all__ = [
     "loyalty_stage",
     "surveys_stage",
     "audiences_stage",
+    "recommendations_stage",
     "churn_tiers",
     "k_scan_chart",
     "cluster_profiles",
@@ -480,6 +482,23 @@ def audiences_stage(engine, params: dict) -> pd.DataFrame:
     summary = pd.concat(frames, ignore_index=True)
     engine.write_table("audiences", summary)
     return summary
+
+
+def recommendations_stage(engine, params: dict):
+    """Product recommendations (buy again / next basket, cross-sell, also bought) and their holdout test.
+
+    Writes ``tables/recommendations.parquet``, ``also_bought.parquet``, ``rec_evaluation.parquet`` and the
+    consent-filtered ``audiences/recommendations_<list>.csv`` (see :mod:`crmlib.segmentation.recommend`).
+    Returns None when the run has no order lines (the page says so and the stage goes on), the recorded
+    reason when they cannot support a recommender, else a
+    :class:`~crmlib.segmentation.recommend.RecommendationResult`.
+    """
+    from crmlib.segmentation.recommend import RecommendSettings, run_recommendations
+
+    settings = RecommendSettings.from_params(params["segmentation"].get("recommend"))
+    segments = _rfm(engine, params)[["customer_key", "segment"]] if engine.has_table("order_lines") else None
+    return run_recommendations(engine, settings, as_of=resolve_as_of(engine, params), stage=STAGE,
+                               segments=segments)
 
 
 # -- report views: counts and charts for the notebook (the per-customer lists go to audience files) ------

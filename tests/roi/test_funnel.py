@@ -8,6 +8,7 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint as sm_confint
 
 from crmlib.engine import Engine
+from crmlib.params import complete_params
 from crmlib.roi.funnel import ALL, COLUMNS, DEFAULT_STEPS, compute_funnel, funnel_entries
 from crmlib.status import CannotCompute
 
@@ -213,6 +214,13 @@ def test_no_mapped_event_or_too_few_users_cannot_compute(engine):
         compute_funnel(engine, ev, min_users=30)
 
 
+def test_default_steps_come_from_the_schema_and_are_in_the_catalog():
+    from crmlib.roi.funnel import STEP_NAMES
+
+    assert [name for name, _types in DEFAULT_STEPS] == list(STEP_NAMES)
+    assert complete_params()["roi"]["funnel"]["order_step"] == STEP_NAMES[-1]
+
+
 def test_an_event_type_in_two_steps_is_refused(engine):
     events = _events([("u1", "a1", "2026-03-02 10:00", "page_view", "desktop", None)])
     with pytest.raises(ValueError, match="two funnel steps"):
@@ -238,7 +246,7 @@ def test_stage_writes_the_table_and_findings_name_the_leaking_device(engine):
     from crmlib.roi.funnel import funnel_findings, funnel_stage
 
     engine.write_table("events", _mobile_checkout_leak())
-    params = {"run": {"as_of": "2026-03-31"}, "roi": {"period_start": None, "period_end": None}}
+    params = complete_params({"run": {"as_of": "2026-03-31"}})
     result = funnel_stage(engine, params)
     assert engine.has_table("funnel") and (engine.tables_dir / "funnel.json").exists()
     assert len(pd.read_parquet(engine.table_path("funnel"))) == len(result.table)
@@ -253,7 +261,7 @@ def test_views_read_the_stage_table(engine, tmp_path):
                                    funnel_weekly_chart)
 
     engine.write_table("events", _mobile_checkout_leak())
-    params = {"run": {"as_of": "2026-03-31"}, "roi": {"period_start": None, "period_end": None}}
+    params = complete_params({"run": {"as_of": "2026-03-31"}})
     funnel_stage(engine, params)
     left, right = funnel_chart(engine, params)
     assert [t.get_text() for t in right.get_yticklabels()] == ["mobile_web", "desktop"]
@@ -271,7 +279,7 @@ def test_stage_without_events_or_with_too_few_users(engine):
     from crmlib.roi.funnel import funnel_chart, funnel_stage
     from crmlib.status import Unavailable, read_warnings
 
-    params = {"run": {"as_of": "2026-03-31"}, "roi": {"funnel": {"min_users": 500}}}
+    params = complete_params({"run": {"as_of": "2026-03-31"}, "roi": {"funnel": {"min_users": 500}}})
     engine.write_table("funnel", pd.DataFrame({"dimension": ["stale"]}))
     missing = funnel_stage(engine, params)
     assert isinstance(missing, Unavailable) and "no web or app events" in missing.reason
@@ -282,3 +290,13 @@ def test_stage_without_events_or_with_too_few_users(engine):
     assert [w["step"] for w in read_warnings(engine.run_dir)] == ["conversion funnel"]
     shown = funnel_chart(engine, params)
     assert isinstance(shown, Unavailable) and "at least 500 users" in shown.reason
+
+
+def test_roi_findings_carry_the_funnel_decision_even_without_attribution(engine):
+    from crmlib.roi.findings import roi_findings
+    from crmlib.roi.funnel import funnel_stage
+
+    engine.write_table("events", _mobile_checkout_leak())
+    funnel_stage(engine, complete_params({"run": {"as_of": "2026-03-31"}}))
+    found = roi_findings(engine.tables_dir)
+    assert [f.decision for f in found] == ["Fix checkout for mobile_web"]

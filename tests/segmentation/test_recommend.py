@@ -506,3 +506,29 @@ def test_key_finding_names_the_buy_again_audience_from_the_run_files(engine):
     due = int(result.audiences.set_index("value").loc["next_basket", "written"])
     (finding,) = recommendation_findings(engine.run_dir)
     assert finding.startswith(f"{due} customers have a regular product due now")
+
+
+# -- the stage call ------------------------------------------------------------------------------------
+def test_stage_call_reads_its_params_section_and_writes_the_contract_tables(engine):
+    from crmlib.params import complete_params
+    from crmlib.segmentation.stage import recommendations_stage
+
+    params = complete_params({"run": {"as_of": AS_OF}, "segmentation": {"recommend": {
+        "k": 4, "min_product_baskets": 1, "min_pair_baskets": 2, "horizon_days": 60,
+        "exclude_categories": ["toys"]}}})
+    frame = make_lines(shop_baskets())
+    engine.write_table("orders", frame.groupby(["customer_key", "order_id"], as_index=False)
+                       .agg(order_ts=("order_ts", "first"), amount=("amount", "sum")))
+    assert recommendations_stage(engine, params) is None  # no order lines yet: nothing, and no error
+    lines_in(engine, frame)
+    result = recommendations_stage(engine, params)
+    recs = engine.to_pandas(engine.table("recommendations"))
+    assert list(recs.columns) == ["customer_key", "list", "rank", "product_id", "score", "reason", "reason_n",
+                                  "reason_days", "reason_product_id", "reason_segment"]
+    assert recs["rank"].max() == 4 and not set(recs["product_id"]) & {"H", "I", "J", "K", "L"}
+    also = engine.to_pandas(engine.table("also_bought"))
+    assert list(also.columns) == ["product_id", "other_product_id", "rank", "baskets", "support", "confidence",
+                                  "lift", "cosine"]
+    assert engine.has_table("rec_evaluation") and result.settings.k == 4
+    # the cross-sell fallback knows each customer's RFM segment, which the stage computed from the orders
+    assert result.recommender.segment_names_
