@@ -24,7 +24,7 @@ KEEP = {
     "App", "SMS", "EDM", "SEM", "SEO", "UTM", "utm", "Noto", "Sans", "CJK", "jsonl", "parquet", "xlsx",
     "csv", "tsv", "yaml", "ipynb", "html", "json", "png", "svg", "crm", "crmlib", "run", "params",
     "as_of", "customer_key", "iOS", "Android", "PC", "Adstock", "Hill", "Weibull", "Beta", "Dirichlet",
-    "Wilson", "Newcombe", "Wald", "Satterthwaite", "Delta", "Gamma-Gamma", "BG/NBD", "CI", "p", "vs", "max", "min", "k",
+    "Wilson", "Newcombe", "log", "exp", "sqrt", "Wald", "Satterthwaite", "Delta", "Gamma-Gamma", "BG/NBD", "CI", "p", "vs", "max", "min", "k",
 }
 WORD = re.compile(r"[A-Za-z][A-Za-z_'\-]{2,}")
 _SKIP_TAGS = {"script", "style", "head", "title"}
@@ -66,7 +66,8 @@ def data_words(run_dir: Path) -> set[str]:
         for column in frame.columns:
             if column in ("channel", "campaign_id", "experiment_id", "variant", "source", "metric", "model",
                           "utm_source", "utm_campaign", "device", "store_id", "other_channel", "arm",
-                          "product_id", "treatment", "control", "path"):
+                          "product_id", "treatment", "control", "path", "product_name", "other_product_name",
+                          "category", "brand", "term", "utm_medium"):
                 for value in frame[column].dropna().astype(str).unique()[:5000]:
                     words |= set(WORD.findall(value))
     words |= {p.stem for p in run_dir.rglob("*") if p.is_file()}

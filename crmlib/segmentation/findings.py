@@ -128,6 +128,17 @@ def unavailable_findings(run_dir: Path) -> list[str]:
             for w in read_warnings(run_dir, STAGE)]
 
 
+def feedback_finding(run_dir: Path) -> str | None:
+    """The complaint to fix first and who makes it (the first of :func:`feedback.feedback_findings`)."""
+    from crmlib.segmentation.feedback import feedback_findings
+
+    table = read_run_table(run_dir, "feedback")
+    if table is None or table.empty:
+        return None
+    found = feedback_findings(table)
+    return found[0].text if found else None
+
+
 def key_findings(run_dir: str | Path, *, currency: str | None = None) -> list[str]:
     """The page's 3 to 6 key findings as plain sentences (fewer when steps could not be computed).
 
@@ -140,8 +151,8 @@ def key_findings(run_dir: str | Path, *, currency: str | None = None) -> list[st
     """
     run_dir = Path(run_dir)
     found = [f for f in (segment_revenue_finding(run_dir, currency), churn_finding(run_dir, currency),
-                         *recommendation_findings(run_dir), clv_finding(run_dir, currency),
-                         holdout_finding(run_dir), nps_finding(run_dir)) if f]
+                         *recommendation_findings(run_dir), feedback_finding(run_dir),
+                         clv_finding(run_dir, currency), nps_finding(run_dir), holdout_finding(run_dir)) if f]
     missing = unavailable_findings(run_dir)
     room = max(MAX_FINDINGS - len(found), 1) if missing else 0
     if len(missing) > room:

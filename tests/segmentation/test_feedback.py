@@ -189,3 +189,14 @@ def test_without_segments_the_top_complaint_is_named_without_a_segment(engine):
     assert found[0].decision == "Fix delivery first"
     assert found[0].text.startswith("delivery is the most frequent complaint (")
     assert "unsegmented" not in found[0].text
+
+
+def test_the_segmentation_page_key_findings_name_the_complaint_to_fix_first(engine, tmp_path):
+    from crmlib.segmentation import findings
+
+    surveys, segments = _surveys(seed=4, n=600)
+    engine.write_table("surveys", surveys.drop(columns=["_comment"]))
+    engine.write_table("rfm", segments)
+    feedback_stage(engine, _params(tmp_path))
+    page = findings.key_findings(engine.run_dir)
+    assert any("delivery complaints come mostly from At Risk customers" in sentence for sentence in page)
