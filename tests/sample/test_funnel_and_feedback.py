@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from crmlib.sample import generate_sample
 
 STEPS = ["page_view", "product_view", "add_to_cart", "checkout", "purchase"]
 AS_OF_END = pd.Timestamp("2026-07-01")
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("funnel")
-    generate_sample(out, customers=5000, seed=42)
-    return out
 
 
 def test_funnel_steps_are_ordered_within_each_session(sample):

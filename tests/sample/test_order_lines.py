@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from scipy import stats
 
-from crmlib.sample import generate_sample
 
 AS_OF_END = pd.Timestamp("2026-07-01")
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("lines")
-    generate_sample(out, customers=5000, seed=42)
-    return out
 
 
 @pytest.fixture(scope="module")
