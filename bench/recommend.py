@@ -225,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = result["evaluation"]
         if args.peers_python:
             als = run_als(args.peers_python, str(data_path), work)
+            if als is None and os.environ.get("CRM_BENCH_REQUIRE_PEERS"):
+                print("bench/recommend.py: implicit's ALS was not compared; `make bench-peers` needs it",
+                      file=sys.stderr)
+                return 1
             if als:
                 print(f"implicit {als['implicit']} ALS: fit {als['fit_seconds']:.1f} s, recommend "
                       f"{als['recommend_seconds']:.1f} s")
