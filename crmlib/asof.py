@@ -20,7 +20,7 @@ import pandas as pd
 
 from crmlib.status import CannotCompute
 
-__all__ = ["AS_OF_FILE", "resolve_as_of", "as_of_end", "write_as_of", "read_as_of"]
+__all__ = ["AS_OF_FILE", "resolve_as_of", "resolve_period_end", "as_of_end", "write_as_of", "read_as_of"]
 
 #: ``tables/as_of.json``: {"as_of", "source", "timezone", "end_exclusive"}.
 AS_OF_FILE = "as_of"
@@ -93,6 +93,18 @@ def resolve_as_of(engine, params: dict) -> dt.date:
     if recorded and recorded.get("as_of"):
         return dt.date.fromisoformat(recorded["as_of"])
     return _latest_order_date(engine)
+
+
+def resolve_period_end(engine, params: dict, explicit: str | None) -> str | None:
+    """The last day of an analysis period, ISO: ``explicit`` (a stage's ``period_end`` param) when set,
+    else the run's analysis date (:func:`resolve_as_of`), else None when the run has neither a
+    ``run.as_of`` nor orders (the stage then reports the missing input)."""
+    if explicit is not None:
+        return explicit
+    try:
+        return resolve_as_of(engine, params).isoformat()
+    except CannotCompute:
+        return None
 
 
 def write_as_of(engine, params: dict) -> dict:

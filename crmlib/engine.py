@@ -120,6 +120,14 @@ class Engine:
         """Whether the run table ``name`` exists."""
         return self.table_path(name).exists()
 
+    def remove_tables(self, *names: str) -> None:
+        """Remove the run tables ``names`` (their Parquet and JSON files), where they exist: an ``--only``
+        run starts from a copy of the last good run's tables, and a step that cannot write its table this
+        time must not leave a stale one to pass for this run's result."""
+        for name in names:
+            self.table_path(name).unlink(missing_ok=True)
+            (self.tables_dir / f"{name}.json").unlink(missing_ok=True)
+
     def list_tables(self) -> list[str]:
         """Names of the run's Parquet tables."""
         return sorted(p.stem for p in self.tables_dir.glob("*.parquet"))

@@ -19,6 +19,7 @@ Maintaining the catalog (``make messages``)::
 
 from __future__ import annotations
 
+import functools
 import gettext
 import io
 import re
@@ -27,7 +28,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["_", "N_", "ngettext", "set_language", "language", "languages", "translate_markdown",
-           "extract_messages", "catalog_problems", "LOCALE_DIR", "DOMAIN", "LANGUAGES"]
+           "template_pattern", "translate_filled", "extract_messages", "catalog_problems", "LOCALE_DIR",
+           "DOMAIN", "LANGUAGES"]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 LOCALE_DIR = PACKAGE_DIR / "locale"
@@ -103,6 +105,42 @@ def N_(message: str) -> str:
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The singular or plural form of a message for ``n``, in the current language."""
     return _state["translations"].ngettext(singular, plural, n)
+
+
+@functools.lru_cache(maxsize=256)
+def template_pattern(template: str) -> re.Pattern:
+    """A regular expression matching ``template`` formatted with any values, one named group per field."""
+    parts, seen = [], set()
+    for literal, field, _spec, _conversion in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(f"(?P={field})" if field in seen else f"(?P<{field}>.+?)")
+            seen.add(field)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def translate_filled(text: str, templates: tuple[str, ...], nested: dict[str, frozenset] | None = None) -> str:
+    """``text`` - stored in English in a run table, possibly a message of ``templates`` formatted with
+    values - in the current language.
+
+    Tables keep English (other code and later runs read them); a page shows their text through this.
+    ``text`` is looked up as a message; else the first template it matches is translated and formatted
+    with the same values. The fields named in ``nested[template]`` hold stored messages themselves and are
+    translated the same way; other values (numbers, channel names) are kept. Unknown text is returned as it is.
+    """
+    if not isinstance(text, str) or not text or language() == "en":
+        return text
+    translated = _(text)
+    if translated != text:
+        return translated
+    for template in templates:
+        match = template_pattern(template).fullmatch(text) if "{" in template else None
+        if match:
+            inner = (nested or {}).get(template, frozenset())
+            values = {k: translate_filled(v, templates, nested) if k in inner else v
+                      for k, v in match.groupdict().items()}
+            return _(template).format(**values)
+    return text
 
 
 def translate_markdown(source: str) -> str:

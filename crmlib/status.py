@@ -22,6 +22,8 @@ from typing import Any, Callable, TypeVar
 from crmlib.i18n import N_, _
 
 __all__ = [
+    "recorded_reason",
+    "show_notice",
     "CannotCompute",
     "Unavailable",
     "WARNINGS_FILE",
@@ -121,6 +123,21 @@ def read_warnings(where: Any, stage: str | None = None) -> list[dict]:
         seen.add(key)
         out.append(w)
     return out
+
+
+def recorded_reason(where: Any, stage: str, *steps: str) -> str | None:
+    """The reason recorded for the first warning of ``stage`` whose step is one of ``steps``, else None:
+    what a view shows in place of a table its step could not write."""
+    return next((w["message"] for w in read_warnings(where, stage) if w.get("step") in steps), None)
+
+
+def show_notice(notice: T) -> T:
+    """Display ``notice`` (an :class:`Unavailable` or a Markdown line) and return it: a chart cell ends
+    with ";", which hides a returned value, so a chart view that cannot draw shows its reason itself."""
+    from IPython.display import display
+
+    display(notice)
+    return notice
 
 
 def guard(where: Any, stage: str, step: str, compute: Callable[[], T]) -> T | Unavailable:

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from crmlib.asof import as_of_end, read_as_of, resolve_as_of, write_as_of
+from crmlib.asof import as_of_end, read_as_of, resolve_as_of, resolve_period_end, write_as_of
 from crmlib.engine import Engine
 from crmlib.params import complete_params
 from crmlib.status import CannotCompute
@@ -101,3 +101,12 @@ def test_segmentation_counts_orders_up_to_the_end_of_as_of(engine):
     params = complete_params({"run": {"as_of": "2026-06-30"}})
     rfm = stage.rfm_stage(engine, params)
     assert set(rfm["customer_key"]) == {"a", "b"}
+
+
+def test_period_end_is_the_param_else_the_as_of_date_else_none(engine):
+    params = complete_params()
+    assert resolve_period_end(engine, params, None) is None  # no run.as_of and no orders: nothing to end on
+    assert resolve_period_end(engine, params, "2026-03-31") == "2026-03-31"
+    engine.write_table("orders", _orders("2026-05-02 10:00", "2026-05-09 23:59"))
+    assert resolve_period_end(engine, params, None) == "2026-05-09"
+    assert resolve_period_end(engine, params, "2026-03-31") == "2026-03-31"

@@ -129,3 +129,17 @@ def test_two_processes_work_on_one_run_directory_at_once(tmp_path: Path):
         assert out.startswith("ok")
     assert sorted(p.name for p in (run_dir / "tables").iterdir()) == ["from_a.parquet", "from_b.parquet"]
     assert not list(run_dir.glob("*.duckdb*")) and not (run_dir / ".duckdb_tmp").exists()
+
+
+def test_remove_tables_drops_parquet_and_json_and_ignores_missing_ones(tmp_path):
+    from crmlib.status import record_warning, recorded_reason
+
+    with Engine(tmp_path / "run") as eng:
+        eng.write_table("kept", pd.DataFrame({"a": [1]}))
+        eng.write_table("stale", pd.DataFrame({"a": [1]}))
+        eng.write_json("stale", {"b": 2})
+        eng.remove_tables("stale", "never_written")
+        assert eng.list_tables() == ["kept"] and not (eng.tables_dir / "stale.json").exists()
+        record_warning(eng, "roi", "mmm", "too few weeks")
+        assert recorded_reason(eng, "roi", "budget", "mmm") == "too few weeks"
+        assert recorded_reason(eng, "roi", "budget") is None and recorded_reason(eng, "ingest", "mmm") is None

@@ -30,13 +30,10 @@ Decision rules (documented here, repeated in the ``method`` / ``reason`` columns
 
 from __future__ import annotations
 
-import re
-import string
-
 import numpy as np
 import pandas as pd
 
-from crmlib.i18n import N_, _
+from crmlib.i18n import N_, _, translate_filled
 from crmlib.params import experiment_defaults
 from crmlib.present import fmt_count, fmt_percent, fmt_pvalue
 from crmlib.status import CannotCompute
@@ -249,16 +246,6 @@ WINSORIZE_METHOD = N_("revenue/orders capped at the pooled {q} quantile (quantil
 _METHOD_TEMPLATES = (SEQUENTIAL_METHOD, WINSORIZE_METHOD)
 
 
-def _template_pattern(template: str) -> re.Pattern:
-    """A regex matching ``template`` filled in, one named group per placeholder."""
-    parts = []
-    for literal, field, _spec, _conv in string.Formatter().parse(template):
-        parts.append(re.escape(literal))
-        if field is not None:
-            parts.append(f"(?P<{field}>.+?)")
-    return re.compile("".join(parts))
-
-
 def method_text(method: str) -> str:
     """A stored ``method`` text (English, "; "-separated parts) in the report's language.
 
@@ -268,15 +255,7 @@ def method_text(method: str) -> str:
     """
     if not isinstance(method, str) or not method:
         return method
-    parts = []
-    for part in method.split("; "):
-        for template in _METHOD_TEMPLATES:
-            filled = _template_pattern(template).fullmatch(part)
-            if filled:
-                parts.append(_(template).format(**filled.groupdict()))
-                break
-        else:
-            parts.append(_(part))
+    parts = [translate_filled(part, _METHOD_TEMPLATES) for part in method.split("; ")]
     text = parts[0]
     for part in parts[1:]:
         text = _("{part}; {next_part}").format(part=text, next_part=part)

@@ -52,9 +52,9 @@ def _read_json(path: Path) -> dict:
 
 
 def _warning(run_dir: Path, step: str) -> str | None:
-    from crmlib.status import read_warnings
+    from crmlib.status import recorded_reason
 
-    return next((w["message"] for w in read_warnings(run_dir, "roi") if w.get("step") == step), None)
+    return recorded_reason(run_dir, "roi", step)
 
 
 def _channel_findings(ranges: pd.DataFrame, total_cost: float, currency: str | None) -> list[Finding]:

@@ -41,7 +41,7 @@ from crmlib.abtest.stats import proportion_confint
 from crmlib.i18n import N_, _
 from crmlib.params import schema_default
 from crmlib.present import fmt_count, fmt_number, fmt_percent
-from crmlib.status import CannotCompute, Unavailable
+from crmlib.status import CannotCompute, Unavailable, recorded_reason, show_notice
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -354,11 +354,6 @@ def funnel_settings(params: dict) -> dict:
     return cfg
 
 
-def _remove(engine) -> None:
-    engine.table_path(TABLE).unlink(missing_ok=True)
-    (engine.tables_dir / f"{TABLE}.json").unlink(missing_ok=True)
-
-
 def funnel_stage(engine, params: dict) -> FunnelResult | Unavailable:
     """The funnel's stage call: computes it once and writes ``tables/funnel.parquet`` and ``funnel.json``
     (settings, for "How this was computed").
@@ -368,21 +363,16 @@ def funnel_stage(engine, params: dict) -> FunnelResult | Unavailable:
     the events cannot support a funnel (no mapped event type, too few users) the reason is recorded in
     ``warnings.jsonl`` and returned. A table left by an earlier run is removed first.
     """
-    from crmlib.asof import resolve_as_of
+    from crmlib.asof import resolve_period_end
     from crmlib.status import guard
 
-    _remove(engine)
+    engine.remove_tables(TABLE)
     cfg = funnel_settings(params)
     if not cfg["enabled"]:
         return Unavailable(STEP, _("switched off (roi.funnel.enabled is false)."))
     if not engine.has_table("events"):
         return Unavailable(STEP, _("this run has no web or app events, so there is no funnel."))
-    period_end = cfg["period_end"]
-    if period_end is None:
-        try:
-            period_end = resolve_as_of(engine, params).isoformat()
-        except CannotCompute:
-            period_end = None
+    period_end = resolve_period_end(engine, params, cfg["period_end"])
     orders = engine.table("orders") if engine.has_table("orders") else None
 
     def compute() -> FunnelResult:
@@ -479,23 +469,14 @@ def funnel_findings(tables_dir, *, min_users: int | None = None) -> list:
     return found
 
 
-def _displayed(notice):
-    """Show a notice in place of a chart (chart cells end with ";", which hides a returned value) and return it."""
-    from IPython.display import display
-
-    display(notice)
-    return notice
-
-
 def _not_available(engine):
     from IPython.display import Markdown
 
     from crmlib.report import escape_markdown
-    from crmlib.status import read_warnings
 
-    for w in read_warnings(engine.run_dir, STAGE):
-        if w.get("step") == STEP:
-            return Unavailable(STEP, w["message"])
+    reason = recorded_reason(engine, STAGE, STEP)
+    if reason is not None:
+        return Unavailable(STEP, reason)
     if not engine.has_table("events"):
         return Markdown("*" + escape_markdown(_("This run has no web or app events, so there is no funnel.")) + "*")
     return Markdown("*" + escape_markdown(_("The funnel was not computed in this run.")) + "*")
@@ -512,7 +493,7 @@ def funnel_chart(engine, params: dict):
 
     table, info = _read(engine)
     if table is None:
-        return _displayed(_not_available(engine))
+        return show_notice(_not_available(engine))
     use_report_style()
     whole = _whole(table)
     leak = _leak(table)
@@ -608,7 +589,7 @@ def funnel_weekly_chart(engine, params: dict):
 
     table, info = _read(engine)
     if table is None:
-        return _displayed(_not_available(engine))
+        return show_notice(_not_available(engine))
     min_users = int(info.get("min_users", schema_default("roi.funnel.min_users")))
     weekly = table[table["week"].notna() & table["dimension"].isin([ALL, "device"])].copy()
     last_index = int(table["step_index"].max())
@@ -626,7 +607,7 @@ def funnel_weekly_chart(engine, params: dict):
         from crmlib.report import escape_markdown
 
         words = _("No week has {n} or more users entering the funnel.").format(n=fmt_count(min_users))
-        return _displayed(Markdown("*" + escape_markdown(words) + "*"))
+        return show_notice(Markdown("*" + escape_markdown(words) + "*"))
     use_report_style()
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     names = [v for v in last["value"].unique() if v != ALL]

@@ -10,10 +10,8 @@ translation with the same values, so the page can say it in Chinese without the 
 from __future__ import annotations
 
 import functools
-import re
-import string
 
-from crmlib.i18n import N_, _, language
+from crmlib.i18n import N_, translate_filled
 
 __all__ = ["recorded_text", "NOT_IDENTIFIED", "NOTHING_IDENTIFIED", "NOTES"]
 
@@ -29,19 +27,8 @@ NOTES = {
 }
 
 
-def _pattern(template: str) -> re.Pattern:
-    """A regular expression matching ``template`` formatted with any values, one named group per field."""
-    parts, seen = [], set()
-    for literal, field, _spec, _conversion in string.Formatter().parse(template):
-        parts.append(re.escape(literal))
-        if field is not None:
-            parts.append(f"(?P={field})" if field in seen else f"(?P<{field}>.+?)")
-            seen.add(field)
-    return re.compile("".join(parts), re.DOTALL)
-
-
 @functools.lru_cache(maxsize=1)
-def _templates() -> tuple[tuple[str, frozenset, re.Pattern], ...]:
+def _templates() -> tuple[tuple[str, ...], dict[str, frozenset]]:
     """Every stored template with a value in it, and which of its values are themselves stored messages
     (the others - numbers, channel names, the optimiser's words - are shown as they are)."""
     from crmlib.roi.budget import METHODS, NOTHING_MOVES
@@ -51,23 +38,14 @@ def _templates() -> tuple[tuple[str, frozenset, re.Pattern], ...]:
     nested = {REASONS["not_modelled"]: {"why"}, NOT_IDENTIFIED: {"reason"}, NOTHING_IDENTIFIED: {"method"}}
     candidates = [*REASONS.values(), CONVENTION, NOTHING_MOVES, *METHODS.values(), *CONVENTIONS.values(),
                   NOT_IDENTIFIED, NOTHING_IDENTIFIED, *NOTES.values()]
-    return tuple((t, frozenset(nested.get(t, ())), _pattern(t)) for t in candidates if "{" in t)
+    templates = tuple(t for t in candidates if "{" in t)
+    return templates, {t: frozenset(nested.get(t, ())) for t in templates}
 
 
 def recorded_text(text):
     """``text``, stored in English by the ROI stage, in the run's language (unknown text as it is).
 
     A message without values is looked up as it is; one with values is matched against the stored
-    templates and its translation formatted with the same values.
+    templates and its translation formatted with the same values (:func:`crmlib.i18n.translate_filled`).
     """
-    if not isinstance(text, str) or not text or language() == "en":
-        return text
-    translated = _(text)
-    if translated != text:
-        return translated
-    for template, nested, pattern in _templates():
-        match = pattern.fullmatch(text)
-        if match:
-            values = {k: recorded_text(v) if k in nested else v for k, v in match.groupdict().items()}
-            return _(template).format(**values)
-    return text
+    return translate_filled(text, *_templates())

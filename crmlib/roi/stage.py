@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crmlib.asof import resolve_as_of
+from crmlib.asof import resolve_period_end
 from crmlib.i18n import N_, _
 from crmlib.roi.budget import BudgetResult, reallocate_budget
 from crmlib.roi.funnel import funnel_method, funnel_stage
@@ -48,7 +48,7 @@ from crmlib.roi.roi_table import (
     model_disagreement,
     roi_table,
 )
-from crmlib.status import CannotCompute, Unavailable, guard, record_warning
+from crmlib.status import CannotCompute, Unavailable, guard, record_warning, recorded_reason, show_notice
 
 __all__ = [
     "MissingInput",
@@ -168,22 +168,6 @@ def _passed_on(step: str, cause: Unavailable) -> Unavailable:
     return type(cause)(step, cause.reason)
 
 
-def _remove_tables(engine, *names: str) -> None:
-    """Remove run tables (Parquet or JSON) a step could not write this time: a run that starts from a copy
-    of an earlier run's tables must not pass a stale table off as its own result."""
-    for name in names:
-        engine.table_path(name).unlink(missing_ok=True)
-        (engine.tables_dir / f"{name}.json").unlink(missing_ok=True)
-
-
-def _show(unavailable: Unavailable) -> Unavailable:
-    """Display the notice (chart cells end with ";", which hides a returned value) and return it."""
-    from IPython.display import display
-
-    display(unavailable)
-    return unavailable
-
-
 def roi_settings(engine, params: dict) -> dict:
     """The stage's settings from validated params (:func:`crmlib.params.load_params` or
     :func:`crmlib.params.complete_params`, which fill every default; see ``docs/PARAMS.md``).
@@ -192,12 +176,7 @@ def roi_settings(engine, params: dict) -> dict:
     else None when the run has neither a ``run.as_of`` nor orders (the stages then report the missing input).
     """
     roi, mmm = params["roi"], params["roi"]["mmm"]
-    period_end = roi["period_end"]
-    if period_end is None:
-        try:
-            period_end = resolve_as_of(engine, params).isoformat()
-        except CannotCompute:
-            period_end = None
+    period_end = resolve_period_end(engine, params, roi["period_end"])
     return {
         "lookback_days": float(roi["lookback_days"]),
         "half_life_days": float(roi["half_life_days"]),
@@ -272,17 +251,17 @@ def attribution_stage(engine, params: dict) -> AttributionResult | Unavailable:
     """
     journeys = journeys_stage(engine, params)
     if isinstance(journeys, Unavailable):
-        _remove_tables(engine, *ATTRIBUTION_TABLES)
+        engine.remove_tables(*ATTRIBUTION_TABLES)
         return _passed_on(N_("attribution"), journeys)
     s = roi_settings(engine, params)
     result = _cached(engine, "attribution", s, lambda: guard(engine, STAGE, N_("attribution"),
                                                               lambda: _attribute(engine, journeys.paths, s)))
     if isinstance(result, Unavailable):
-        _remove_tables(engine, *ATTRIBUTION_TABLES)
+        engine.remove_tables(*ATTRIBUTION_TABLES)
         return result
     engine.write_table("attribution", result.table)
     if isinstance(result.markov, Unavailable):
-        _remove_tables(engine, "roi_markov")
+        engine.remove_tables("roi_markov")
     if not isinstance(result.markov, (Unavailable, type(None))):
         m = result.markov
         engine.write_json("roi_markov", {
@@ -431,7 +410,7 @@ def mmm_stage(engine, params: dict) -> MediaMixModel | Unavailable:
         summary = model.summary_.assign(method=model.summary_.attrs.get("convention", ""))
         engine.write_table("mmm", summary[cols + [c for c in summary.columns if c not in cols]])
     elif s["mmm_enabled"]:
-        _remove_tables(engine, "mmm")
+        engine.remove_tables("mmm")
     return model
 
 
@@ -447,13 +426,13 @@ def budget_stage(engine, params: dict) -> BudgetResult | Unavailable:
         reason = _("the reallocation moves budget along the media-mix model's response curves: {reason}").format(
             reason=model.reason)
         _warn_once(engine, N_("budget reallocation"), reason)
-        _remove_tables(engine, "roi_budget")
+        engine.remove_tables("roi_budget")
         return Unavailable(N_("budget reallocation"), reason)
     s = roi_settings(engine, params)
     result = _cached(engine, "budget", s, lambda: guard(engine, STAGE, N_("budget reallocation"),
                                                          lambda: reallocate_budget(model, bounds=s["budget_bounds"])))
     if isinstance(result, Unavailable):
-        _remove_tables(engine, "roi_budget")
+        engine.remove_tables("roi_budget")
         return result
     engine.write_table("roi_budget", result.table.assign(
         gain=result.gain, gain_low=result.gain_low, gain_high=result.gain_high))
@@ -507,7 +486,7 @@ def run_roi(engine, params: dict) -> None:
     journeys = journeys_stage(engine, params)
     table = roi_stage(engine, params)
     if isinstance(table, Unavailable):
-        _remove_tables(engine, "roi_summary")
+        engine.remove_tables("roi_summary")
     else:
         disagreement_stage(engine, params)
         engine.write_json("roi_summary", _summary(engine, table, journeys))
@@ -515,7 +494,7 @@ def run_roi(engine, params: dict) -> None:
     if isinstance(model, MediaMixModel):
         engine.write_table("roi_response_curves", model.response_curves())
     else:
-        _remove_tables(engine, "roi_response_curves")
+        engine.remove_tables("roi_response_curves")
     budget = budget_stage(engine, params)
     if isinstance(budget, BudgetResult):
         engine.write_json("roi_budget_summary", {
@@ -523,7 +502,7 @@ def run_roi(engine, params: dict) -> None:
             "ci_level": budget.ci_level, "total_budget": budget.total_budget, "method": budget.method,
             "caveats": list(budget.caveats)})
     else:
-        _remove_tables(engine, "roi_budget_summary")
+        engine.remove_tables("roi_budget_summary")
     funnel_stage(engine, params)
 
 
@@ -538,12 +517,9 @@ def _read_json(engine, name: str):
 
 def _absent(engine, step: str, *warned_steps: str) -> Unavailable:
     """The notice shown where a table is missing: the reason the stage recorded, else "not computed"."""
-    from crmlib.status import read_warnings
-
-    steps = warned_steps or (step,)
-    for w in read_warnings(engine.run_dir, STAGE):
-        if w.get("step") in steps:
-            return Unavailable(step, w["message"])
+    reason = recorded_reason(engine, STAGE, *(warned_steps or (step,)))
+    if reason is not None:
+        return Unavailable(step, reason)
     return MissingInput(step, _("not computed in this run (the ROI stage call writes it)."))
 
 
@@ -586,7 +562,7 @@ def journey_charts(engine, params: dict):
 
     j = _read_json(engine, "roi_journeys")
     if j is None:
-        return _show(_absent(engine, N_("journeys"), "journeys and attribution", "journeys"))
+        return show_notice(_absent(engine, N_("journeys"), "journeys and attribution", "journeys"))
     lengths, ttc = pd.DataFrame(j["lengths"]), pd.DataFrame(j["time_to_convert_days"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     plot_journey_lengths(lengths, ax=left)
@@ -612,11 +588,11 @@ def roi_chart(engine, params: dict, *, metric: str = "roas"):
 
     table = _read_table(engine, "roi")
     if table is None:
-        return _show(_absent(engine, N_("roi"), "attribution", "journeys and attribution"))
+        return show_notice(_absent(engine, N_("roi"), "attribution", "journeys and attribution"))
     channels = table[table["level"] == "channel"]
     ranges = roas_ranges(channels)
     if ranges.empty:
-        return _show(MissingInput(N_("ROI chart"), _("no channel has a cost in the period, so ROAS is undefined.")))
+        return show_notice(MissingInput(N_("ROI chart"), _("no channel has a cost in the period, so ROAS is undefined.")))
     axes = plot_roas_by_channel(channels, currency=params["run"]["currency"])
     from crmlib.roi.findings import SMALL_COST_SHARE
 
@@ -766,7 +742,7 @@ def markov_charts(engine, params: dict):
 
     m = _read_json(engine, "roi_markov")
     if m is None:
-        return _show(_absent(engine, N_("Markov model"), "Markov attribution", "attribution", "journeys and attribution"))
+        return show_notice(_absent(engine, N_("Markov model"), "Markov attribution", "attribution", "journeys and attribution"))
     removal = pd.DataFrame(m["removal_effects"]).set_index("channel")
     tm = m["transition_matrix"]
     matrix = pd.DataFrame(tm["data"], index=tm["index"], columns=tm["columns"])
@@ -819,7 +795,7 @@ def response_curves_chart(engine, params: dict):
     curves = _read_table(engine, "roi_response_curves")
     mmm = _read_table(engine, "mmm")
     if curves is None or mmm is None:
-        return _show(_absent(engine, N_("response curves"), "media-mix model"))
+        return show_notice(_absent(engine, N_("response curves"), "media-mix model"))
     identified = mmm.set_index("channel")["identified"]
     ax = plot_response_curves(curves, identified=identified)
     ax.set_title("")

@@ -62,7 +62,7 @@ from crmlib.i18n import N_, _
 from crmlib.params import schema_default
 from crmlib.present import fmt_count, fmt_number, fmt_percent
 from crmlib.segmentation.tiers import ALL_ANSWERS, UNSEGMENTED
-from crmlib.status import CannotCompute, Unavailable, guard
+from crmlib.status import CannotCompute, Unavailable, guard, recorded_reason, show_notice
 
 __all__ = [
     "COLUMNS",
@@ -278,11 +278,6 @@ def feedback_settings(params: dict) -> dict:
     return dict(params["segmentation"]["feedback"])
 
 
-def _remove(engine) -> None:
-    engine.table_path(TABLE).unlink(missing_ok=True)
-    (engine.tables_dir / f"{TABLE}.json").unlink(missing_ok=True)
-
-
 def feedback_stage(engine, params: dict) -> FeedbackResult | Unavailable | None:
     """The stage call of the feedback analysis: computes it once and writes ``tables/feedback.parquet``
     (and ``feedback.json``: method and settings, for "How this was computed").
@@ -295,7 +290,7 @@ def feedback_stage(engine, params: dict) -> FeedbackResult | Unavailable | None:
     """
     from crmlib.asof import resolve_as_of
 
-    _remove(engine)
+    engine.remove_tables(TABLE)
     if not engine.has_table("surveys"):
         return None
     cfg = feedback_settings(params)
@@ -320,24 +315,15 @@ def _read(engine) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-def _displayed(notice):
-    """Show a notice in place of a chart (chart cells end with ";", which hides a returned value) and return it."""
-    from IPython.display import display
-
-    display(notice)
-    return notice
-
-
 def _not_available(engine) -> object:
     """The notice shown in place of a feedback view: no surveys, or the reason the stage recorded."""
     from IPython.display import Markdown
 
     from crmlib.report import escape_markdown
-    from crmlib.status import read_warnings
 
-    for w in read_warnings(engine.run_dir, STAGE):
-        if w.get("step") == STEP:
-            return Unavailable(STEP, w["message"])
+    reason = recorded_reason(engine, STAGE, STEP)
+    if reason is not None:
+        return Unavailable(STEP, reason)
     if not engine.has_table("surveys"):
         return Markdown("*" + escape_markdown(_("This run has no survey data.")) + "*")
     return Markdown("*" + escape_markdown(_("Customer feedback was not computed in this run.")) + "*")
@@ -496,14 +482,14 @@ def complaint_trend_chart(engine, params: dict):
 
     table = _read(engine)
     if table is None:
-        _displayed(_not_available(engine))
+        show_notice(_not_available(engine))
         return None
     months = _kind(table, "complaints_by_month")
     per_cat = months[months["category"] != ALL]
     if per_cat.empty:
         from IPython.display import Markdown
 
-        _displayed(Markdown("*" + report.escape_markdown(_("No complaint in the window.")) + "*"))
+        show_notice(Markdown("*" + report.escape_markdown(_("No complaint in the window.")) + "*"))
         return None
     use_report_style()
     rate = per_cat.pivot_table(index="period", columns="category", values="share", aggfunc="sum").fillna(0.0)

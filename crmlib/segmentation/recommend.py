@@ -1215,8 +1215,7 @@ class RecommendationResult:
 def _remove(engine: Any, names: tuple[str, ...] = _TABLES) -> None:
     # an --only run starts from a copy of the last run's tables: a stale table or audience must not pass
     # for this run's
-    for name in names:
-        engine.table_path(name).unlink(missing_ok=True)
+    engine.remove_tables(*names)
     for list_name in AUDIENCE_LISTS:
         for suffix in (".parquet", ".csv"):
             (engine.run_dir / "audiences" / f"recommendations_{list_name}{suffix}").unlink(missing_ok=True)

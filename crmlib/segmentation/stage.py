@@ -60,7 +60,7 @@ from crmlib.segmentation.tiers import (
     migration_matrix,
     nps_by_segment,
 )
-from crmlib.status import CannotCompute, Unavailable, guard, record_warning
+from crmlib.status import CannotCompute, Unavailable, guard, record_warning, show_notice
 
 __all__ = [
     "segmentation_settings",
@@ -174,7 +174,7 @@ def clusters_stage(engine, params: dict) -> ClusterResult | Unavailable:
     result = guard(engine, STAGE, N_("clusters"), lambda: fit_clusters(rfm, cfg["k"], k_min=cfg["k_min"],
                                                                    k_max=cfg["k_max"], seed=cfg["seed"]))
     if isinstance(result, Unavailable):
-        _remove_tables(engine, "clusters")
+        engine.remove_tables("clusters")
         return result
     words = result.profiles.set_index("cluster")["profile"]
     engine.write_table(
@@ -188,14 +188,6 @@ def clusters_stage(engine, params: dict) -> ClusterResult | Unavailable:
         ),
     )
     return result
-
-
-def _remove_tables(engine, *names: str) -> None:
-    """Remove run tables a step could not write this time: an ``--only`` run starts from a copy of the last
-    good run's tables, and a stale table must not pass for this run's result."""
-    for name in names:
-        engine.table_path(name).unlink(missing_ok=True)
-        (engine.tables_dir / f"{name}.json").unlink(missing_ok=True)
 
 
 @dataclass
@@ -272,7 +264,7 @@ def _fit_clv(engine, params: dict) -> CLVStageResult | Unavailable:
     summary = engine.to_pandas(expr)
     bg = guard(engine, STAGE, N_("BG/NBD purchase model"), lambda: _fit_bgnbd(summary, cfg, as_of))
     if isinstance(bg, Unavailable):
-        _remove_tables(engine, "clv", "clv_model")
+        engine.remove_tables("clv", "clv_model")
         return bg
     gg = guard(engine, STAGE, N_("Gamma-Gamma spend model"),
                lambda: GammaGammaFitter(penalizer_coef=cfg["penalizer_coef"], currency=cfg["currency"]).fit(
@@ -361,7 +353,7 @@ def clv_by_segment(engine, params: dict) -> pd.DataFrame | Unavailable:
     """
     clv = _clv(engine, params)
     if isinstance(clv, Unavailable):
-        _remove_tables(engine, "clv_segments")
+        engine.remove_tables("clv_segments")
         return Unavailable(N_("CLV by segment"), clv.reason)
     merged = clv.merge(_rfm(engine, params)[["customer_key", "segment"]], on="customer_key", how="left")
     merged["segment"] = merged["segment"].fillna(UNSEGMENTED)
@@ -392,7 +384,7 @@ def churn_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
     cfg = segmentation_settings(params)
     clv = _clv(engine, params)
     if isinstance(clv, Unavailable):
-        _remove_tables(engine, "churn_tiers")
+        engine.remove_tables("churn_tiers")
         reason = _("churn risk tiers come from P(alive) of the BG/NBD purchase model, which is not available: "
                    "{reason}").format(reason=clv.reason)
         record_warning(engine, STAGE, N_("churn risk tiers"), reason)
@@ -444,7 +436,7 @@ def surveys_stage(engine, params: dict, segment_col: str = "segment") -> dict[st
     """
     if not engine.has_table("surveys"):
         return None
-    _remove_tables(engine, "nps_by_segment", "csat_by_segment")
+    engine.remove_tables("nps_by_segment", "csat_by_segment")
     surveys = engine.to_pandas(engine.table("surveys"))
     segments = _rfm(engine, params)[["customer_key", segment_col]]
     as_of = resolve_as_of(engine, params)
@@ -504,13 +496,6 @@ def recommendations_stage(engine, params: dict):
 # -- report views: counts and charts for the notebook (the per-customer lists go to audience files) ------
 # A view whose input step was not computed passes its Unavailable on; chart views (called in cells that end
 # with ";", which hides a returned value) display it themselves so the report shows the reason in place.
-def _show(unavailable: Unavailable) -> Unavailable:
-    from IPython.display import display
-
-    display(unavailable)
-    return unavailable
-
-
 def churn_tiers(engine, params: dict) -> pd.DataFrame | Unavailable:
     """Customers, revenue, CLV and mean P(alive) per churn-risk tier, read from ``tables/churn_tiers.parquet``.
 
@@ -529,7 +514,7 @@ def k_scan_chart(clusters: ClusterResult | Unavailable):
     from crmlib.segmentation.plotting import plot_k_scan
 
     if isinstance(clusters, Unavailable):
-        return _show(clusters)
+        return show_notice(clusters)
     return plot_k_scan(clusters.scan, clusters.k)
 
 
@@ -552,7 +537,7 @@ def clv_matrix_chart(result: CLVStageResult | Unavailable, kind: str = "frequenc
     from crmlib.segmentation import plotting
 
     if isinstance(result, Unavailable):
-        return _show(result)
+        return show_notice(result)
     plot = {"frequency_recency": plotting.plot_frequency_recency_matrix,
             "probability_alive": plotting.plot_probability_alive_matrix}[kind]
     return plot(result.bgnbd, T=result.summary["T"].max())
@@ -569,12 +554,12 @@ def clv_segment_chart(clv_segments: pd.DataFrame | Unavailable, result: CLVStage
     from crmlib.segmentation.plotting import plot_clv_by_segment
 
     if isinstance(clv_segments, Unavailable):
-        return _show(clv_segments)
+        return show_notice(clv_segments)
     if isinstance(result, Unavailable) or not result.clv_available:
         missing = result if isinstance(result, Unavailable) else result.clv_missing
         reason = (_("{step}: {reason}").format(step=_(missing.step), reason=missing.reason) if missing is not None
                   else result.model_json["clv"]["reason"])
-        return _show(Unavailable(N_("CLV by segment"), reason))
+        return show_notice(Unavailable(N_("CLV by segment"), reason))
     m = result.model_json
     return plot_clv_by_segment(clv_segments, time_unit=m["time_unit"], horizon=m["horizon"],
                                calibration_end=m["calibration_end"], currency=currency)
@@ -600,7 +585,7 @@ def migration_chart(matrix: pd.DataFrame | Unavailable, ax=None):
     import matplotlib.pyplot as plt
 
     if isinstance(matrix, Unavailable):
-        return _show(matrix)
+        return show_notice(matrix)
     if ax is None:
         ax = plt.subplots(figsize=(6.5, 4.2))[1]
     values = matrix.to_numpy(float)
@@ -656,7 +641,7 @@ def clusters_view(clusters: ClusterResult | Unavailable, *, currency: str | None
     from crmlib.report import show
 
     if isinstance(clusters, Unavailable):
-        return _show(clusters)
+        return show_notice(clusters)
     display(HTML("<p>" + html.escape(_("{k} clusters of {n} customers; k was chosen by {how}.").format(
         k=clusters.k, n=fmt_count(clusters.labels.size),
         how={"best silhouette": _("the best silhouette score"),
