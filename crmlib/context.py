@@ -67,4 +67,4 @@ def open_run(params_path: str | Path, run_dir: str | Path | None = None) -> RunC
     set_language(params["run"]["language"])
     run_dir = Path(run_dir) if run_dir else interactive_run_dir(params)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return RunContext(params=params, run_dir=run_dir, engine=Engine(run_dir))
+    return RunContext(params=params, run_dir=run_dir, engine=Engine(run_dir, settings=params["engine"]))

@@ -1,10 +1,13 @@
-"""The engine: Ibis expressions over one embedded DuckDB database per Engine.
+"""The engine: Ibis expressions over DuckDB (embedded, the default) or Apache Spark.
 
-Row-level work (reading, joining, deduplicating, aggregating) is written as Ibis expressions against
+The Engine is the only place that knows which backend runs the expressions: it connects and configures
+it (params ``engine:``), keeps scratch relations, writes and reads run tables, and hands out the few
+functions whose SQL differs (:mod:`crmlib.backends`). Row-level work (reading, joining, deduplicating, aggregating) is written as Ibis expressions against
 :class:`Engine`; statistics run in Python on the small results. The run's data products live as Parquet
 files in ``run_dir/tables``. Each Engine has its own private scratch directory *outside* the run
 directory (:attr:`Engine.scratch_dir`, under the system temp folder or ``CRM_SCRATCH_DIR``): it holds
-the DuckDB database file for staging tables, DuckDB's spill files and any transcoded copy of an input,
+the DuckDB database file for staging tables, DuckDB's or Spark's spill files and any transcoded copy of
+an input,
 so that data larger than memory spills to disk instead of into pandas - and so that no raw input (PII)
 is ever written under the reports folder. The scratch directory is removed when the Engine is closed,
 when the interpreter exits, and - after a kill - by the next ``crm run`` (:func:`remove_stale_scratch`).
@@ -26,14 +29,14 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Hashable
+from typing import Any, Callable, Hashable, Mapping
 
 import ibis
 import pandas as pd
 
-from crmlib.sql import configure_duckdb, drop_relation
+from crmlib.backends import backend_module
 
-__all__ = ["Engine", "TABLES_DIR", "DATABASE_FILE", "PARQUET_COMPRESSION", "SCRATCH_PREFIX", "replace_temp_table",
+__all__ = ["Engine", "TABLES_DIR", "DATABASE_FILE", "PARQUET_COMPRESSION", "SCRATCH_PREFIX", "scratch_beside", "drop_beside",
            "make_scratch_dir", "remove_scratch_dir", "remove_stale_scratch", "scratch_root"]
 
 TABLES_DIR = "tables"
@@ -53,23 +56,31 @@ PARQUET_COMPRESSION = {"compression": "zstd", "compression_level": 1}
 
 
 class Engine:
-    """An Ibis connection to the run's DuckDB database plus the run's table folder.
+    """An Ibis connection to the run's engine (DuckDB or Spark) plus the run's table folder.
 
     Parameters
     ----------
     run_dir : str or Path
         The run directory. ``tables/`` is created inside it.
+    settings : mapping, optional
+        The params ``engine:`` section: ``kind`` (``duckdb``, the default, or ``spark``), ``master`` and
+        ``conf`` (Spark), ``memory_limit``, ``threads`` (DuckDB).
     database : str or Path, optional
         DuckDB database file. Default ``<scratch_dir>/engine.duckdb``, private to this Engine;
         ``":memory:"`` for a database in memory (it still spills to ``scratch_dir``).
     memory_limit : str, optional
-        DuckDB ``memory_limit`` (e.g. ``"2GB"``). Default: the ``CRM_DUCKDB_MEMORY_LIMIT`` environment
-        variable, else DuckDB's own default (80 % of RAM).
+        DuckDB ``memory_limit`` (e.g. ``"2GB"``), overriding ``settings``. Default: the
+        ``CRM_DUCKDB_MEMORY_LIMIT`` environment variable, else a share of the machine's memory
+        (:func:`crmlib.backends.duckdb.default_memory_limit`).
     threads : int, optional
         DuckDB worker threads; default DuckDB's (all cores).
 
     Attributes
     ----------
+    kind : str
+        ``"duckdb"`` or ``"spark"``.
+    backend : module
+        The backend module (:mod:`crmlib.backends.duckdb` or :mod:`crmlib.backends.spark`).
     scratch_dir : Path
         This Engine's private temporary directory (mode 0700, outside ``run_dir``): the DuckDB file,
         DuckDB's spill directory and transcoded inputs. Removed by :meth:`close` and at interpreter exit.
@@ -86,6 +97,7 @@ class Engine:
         self,
         run_dir: str | Path,
         *,
+        settings: Mapping[str, Any] | None = None,
         database: str | Path | None = None,
         memory_limit: str | None = None,
         threads: int | None = None,
@@ -93,23 +105,28 @@ class Engine:
         self.run_dir = Path(run_dir)
         self.tables_dir = self.run_dir / TABLES_DIR
         self.tables_dir.mkdir(parents=True, exist_ok=True)
+        merged = dict(settings or {})
+        if memory_limit is not None:
+            merged["memory_limit"] = memory_limit
+        if threads is not None:
+            merged["threads"] = threads
+        self.settings = merged
+        self.kind = str(merged.get("kind") or "duckdb")
+        self.backend = backend_module(self.kind)
         self.scratch_dir, lock_fd = make_scratch_dir()
-        db = self.scratch_dir / DATABASE_FILE if database is None else database
-        self.database = str(db)
+        self.database = str(self.scratch_dir / DATABASE_FILE if database is None else database)
         try:
-            self.con = ibis.duckdb.connect(self.database)
-            configure_duckdb(self.con, memory_limit=memory_limit or os.environ.get("CRM_DUCKDB_MEMORY_LIMIT"),
-                             threads=threads, temp_directory=(self.scratch_dir / "duckdb_tmp").as_posix())
+            self.con = self.backend.connect(merged, self.scratch_dir, database=self.database)
         except BaseException:
             remove_scratch_dir(self.scratch_dir, lock_fd)
             raise
         self._memo: dict[Hashable, Any] = {}
         # Runs at close(), when the Engine is garbage-collected, or at interpreter exit (atexit), whichever
         # comes first; it must not hold a reference to self.
-        self._cleanup = weakref.finalize(self, _close_and_remove, self.con, self.scratch_dir, lock_fd)
+        self._cleanup = weakref.finalize(self, _close_and_remove, self.backend, self.con, self.scratch_dir, lock_fd)
 
     def __repr__(self) -> str:
-        return f"<crmlib.Engine run_dir={str(self.run_dir)!r} tables={self.list_tables()}>"
+        return f"<crmlib.Engine kind={self.kind!r} run_dir={str(self.run_dir)!r} tables={self.list_tables()}>"
 
     # -- run tables (Parquet, the hand-off between stages) -------------------------------------
     def table_path(self, name: str) -> Path:
@@ -125,7 +142,7 @@ class Engine:
         run starts from a copy of the last good run's tables, and a step that cannot write its table this
         time must not leave a stale one to pass for this run's result."""
         for name in names:
-            self.table_path(name).unlink(missing_ok=True)
+            _remove_path(self.table_path(name))
             (self.tables_dir / f"{name}.json").unlink(missing_ok=True)
 
     def list_tables(self) -> list[str]:
@@ -147,20 +164,24 @@ class Engine:
                 f"(tables present: {', '.join(self.list_tables()) or 'none'}); "
                 "run the stage that writes it first."
             )
-        return self.con.read_parquet(path, table_name=f"run_{name}")
+        return self.backend.read_parquet(self.con, path, f"run_{name}")
 
     def write_table(self, name: str, data: ibis.Table | pd.DataFrame) -> Path:
         """Write ``data`` as the run table ``name`` and return its path.
 
-        An Ibis expression is written by DuckDB directly (streamed, never through pandas);
-        a DataFrame is written with pyarrow. Both compress with :data:`PARQUET_COMPRESSION`.
+        An Ibis expression is written by the engine directly (streamed, never through pandas): one file on
+        DuckDB, a folder of part files on Spark. A DataFrame is written with pyarrow as one file. Both
+        compress with :data:`PARQUET_COMPRESSION`; the table replaces the old one in one rename.
         """
         path = self.table_path(name)
         tmp = path.with_suffix(".parquet.tmp")
+        _remove_path(tmp)
         if isinstance(data, pd.DataFrame):
             data.to_parquet(tmp, index=False, **PARQUET_COMPRESSION)
         else:
-            self.con.to_parquet(data, tmp, **PARQUET_COMPRESSION)
+            self.backend.write_parquet(self.con, data, tmp, PARQUET_COMPRESSION)
+        if path.is_dir() or tmp.is_dir():
+            _remove_path(path)  # a file cannot replace a folder (nor a folder a file) in one rename
         os.replace(tmp, path)
         return path
 
@@ -174,18 +195,21 @@ class Engine:
         """Read ``tables/<name>.json`` written by :meth:`write_json`."""
         return json.loads((self.tables_dir / f"{name}.json").read_text(encoding="utf-8"))
 
-    # -- scratch tables inside the DuckDB file ---------------------------------------------------
-    def materialize(self, name: str, expr: ibis.Table | pd.DataFrame) -> ibis.Table:
-        """Store ``expr`` as a table in the engine database (overwriting) and return it.
-
-        Use it to stop a long expression from being recomputed by several downstream queries.
-        """
-        return self.con.create_table(name, expr, overwrite=True)
-
+    # -- scratch relations --------------------------------------------------------------------------
     def scratch(self, name: str, expr: ibis.Table | pd.DataFrame, **kwargs: Any) -> ibis.Table:
-        """Store ``expr`` as a temporary table ``name`` (replacing any relation of that name) and return it;
-        see :func:`replace_temp_table`."""
-        return replace_temp_table(self.con, name, expr, **kwargs)
+        """Compute ``expr`` once and keep its rows as the scratch relation ``name`` (replacing any relation
+        of that name); return it as a table that later queries read instead of recomputing ``expr``.
+
+        DuckDB keeps a temporary table (in memory, spilling to :attr:`scratch_dir`); Spark an eagerly
+        checkpointed DataFrame behind a temporary view. Scratch relations disappear with the engine.
+        ``kwargs`` (e.g. ``schema`` for a DataFrame) go to the backend.
+        """
+        return self.backend.scratch(self.con, name, expr, **kwargs)
+
+    def drop(self, *names: str) -> None:
+        """Drop the scratch relations ``names`` where they exist, to free their memory early."""
+        for name in names:
+            self.backend.drop(self.con, name)
 
     def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """``make()`` computed once per ``key`` for this engine, so a notebook's cells share one journey
@@ -201,7 +225,7 @@ class Engine:
 
     def to_pandas(self, expr: ibis.Expr) -> pd.DataFrame:
         """Execute ``expr`` and return a pandas object (the boundary to Python statistics)."""
-        return expr.to_pandas()
+        return self.backend.to_pandas(self.con, expr)
 
     def close(self) -> None:
         """Close the DuckDB connection and remove :attr:`scratch_dir` (the run's tables stay).
@@ -216,16 +240,22 @@ class Engine:
         self.close()
 
 
-def replace_temp_table(con: Any, name: str, obj: Any, **kwargs: Any) -> ibis.Table:
-    """Store ``obj`` (an Ibis expression or a DataFrame) as the temporary table ``name`` of ``con``.
+def scratch_beside(table: ibis.Table, name: str, expr: ibis.Table | pd.DataFrame, **kwargs: Any) -> ibis.Table:
+    """:meth:`Engine.scratch` for code that holds a table but not its Engine (a model's ``fit(lines)``):
+    store ``expr`` as the scratch relation ``name`` on the backend ``table`` runs on."""
+    con = table._find_backend()
+    return _backend_of(con).scratch(con, name, expr, **kwargs)
 
-    A temporary table lives in memory, spills to the run's temp directory under pressure, is never
-    written to the database file (no checkpoint) and disappears with the connection. Any old relation
-    of that name is dropped first: Ibis' ``overwrite=True`` would build a temporary table under another
-    name and then copy it, storing every row twice. ``kwargs`` go to ``create_table`` (e.g. ``schema``).
-    """
-    drop_relation(con, name)
-    return con.create_table(name, obj, temp=True, **kwargs)
+
+def drop_beside(table: ibis.Table, *names: str) -> None:
+    """:meth:`Engine.drop` for code that holds a table but not its Engine."""
+    con = table._find_backend()
+    for name in names:
+        _backend_of(con).drop(con, name)
+
+
+def _backend_of(con: Any) -> Any:
+    return backend_module("spark" if con.name == "pyspark" else "duckdb")
 
 
 # -- scratch directories -------------------------------------------------------------------------------
@@ -332,12 +362,20 @@ def _pid_alive(pid_file: Path) -> bool:
     return True
 
 
-def _close_and_remove(con: Any, scratch_dir: Path, lock_fd: int) -> None:
+def _close_and_remove(backend: Any, con: Any, scratch_dir: Path, lock_fd: int) -> None:
     try:
-        con.disconnect()
+        backend.disconnect(con)
     except Exception:  # a connection already closed or broken: the files go anyway
         pass
     remove_scratch_dir(scratch_dir, lock_fd)
+
+
+def _remove_path(path: Path) -> None:
+    """Remove a file or a folder (a Spark table) if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _json_default(obj: Any) -> Any:

@@ -319,6 +319,34 @@ class Run(_Section):
                                               "params file)", type_name="path", validate_default=True)
 
 
+def _memory_size(value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not re.fullmatch(r"(?i)\d+(\.\d+)?\s*(k|m|g|t)i?b", text):
+        raise ValueError(f"{value!r} is not a memory size; write it like 3GB, 2GiB or 512MB")
+    return text
+
+
+MemorySize = Annotated[str | None, BeforeValidator(_memory_size)]
+
+
+class EngineSettings(_Section):
+    """``engine``: which engine runs the row-level work, and its limits."""
+
+    kind: Literal["duckdb", "spark"] = _doc("duckdb", "duckdb (embedded, one machine) or spark (pip install "
+                                                      "'crmlib[spark]'; README, Running on Spark)")
+    master: str = _doc("local[*]", "Spark master URL (spark only): local[*], local[2], spark://host:7077, "
+                                   "yarn, or sc://host:15002 for Spark Connect; ignored when a Spark session "
+                                   "is already active (spark-submit)")
+    conf: dict[str, str | int | float | bool] = _doc(None, "Spark configuration entries (spark only), e.g. "
+                                                           "spark.executor.memory: 8g", default_factory=dict)
+    memory_limit: MemorySize = _doc(None, "DuckDB memory limit (e.g. 3GB; on spark with a local master: the "
+                                          "driver memory); null = CRM_DUCKDB_MEMORY_LIMIT, else 1/12 of the "
+                                          "machine's memory (at least 1 GiB, at most 16 GiB)", type_name="size")
+    threads: int | None = _doc(None, "DuckDB worker threads; null = all cores", ge=1)
+
+
 class Source(_Section):
     """``sources[]``: one input file."""
 
@@ -596,6 +624,7 @@ class Params(_Section):
     """A whole params file."""
 
     run: Run = _section(Run)
+    engine: EngineSettings = _section(EngineSettings)
     sources: Annotated[list[Source], BeforeValidator(_empty_list)] = _list("input files (at least one of kind "
                                                                           "orders for a run)")
     privacy: Privacy = _section(Privacy)

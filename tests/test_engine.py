@@ -35,7 +35,7 @@ def test_scratch_dir_is_private_and_outside_the_run_dir(tmp_path: Path, scratch_
         assert stat.S_IMODE(eng.scratch_dir.stat().st_mode) == 0o700
         assert Path(eng.database) == eng.scratch_dir / DATABASE_FILE
         eng.write_table("orders", pd.DataFrame({"amount": [1.0, 2.5]}))
-        eng.materialize("staged", eng.table("orders"))  # a table in the engine database
+        eng.scratch("staged", eng.table("orders"))  # a table in the engine database
         assert (eng.scratch_dir / DATABASE_FILE).exists()
         scratch = eng.scratch_dir
     assert not scratch.exists(), "close() must remove the scratch directory"
@@ -56,7 +56,7 @@ def test_close_twice_and_in_memory_database(tmp_path: Path):
 def test_nothing_persists_between_engines_but_the_run_tables(tmp_path: Path):
     with Engine(tmp_path / "run") as first:
         first.write_table("orders", pd.DataFrame({"amount": [3.0]}))
-        first.materialize("scratch_only", first.table("orders"))
+        first.scratch("scratch_only", first.table("orders"))
     with Engine(tmp_path / "run") as second:
         assert second.list_tables() == ["orders"]
         assert "scratch_only" not in second.con.list_tables()
@@ -107,7 +107,7 @@ def test_two_processes_work_on_one_run_directory_at_once(tmp_path: Path):
         from crmlib.engine import Engine
         run_dir, me, other = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
         eng = Engine(run_dir)
-        staged = eng.materialize("staged", pd.DataFrame({"who": [me] * 1000, "n": range(1000)}))
+        staged = eng.scratch("staged", pd.DataFrame({"who": [me] * 1000, "n": range(1000)}))
         eng.write_table(f"from_{me}", staged)
         (run_dir / f"ready_{me}").touch()
         deadline = time.monotonic() + 90

@@ -41,7 +41,7 @@ import ibis.expr.datatypes as dt
 import pandas as pd
 import phonenumbers
 
-from crmlib.engine import replace_temp_table
+from crmlib.engine import scratch_beside
 from crmlib.params import USUAL_THOUSANDS, schema_default
 
 __all__ = [
@@ -335,7 +335,7 @@ def parse_gender(col: ibis.Value, *, cleaned: bool = False) -> ibis.Value:
 def _one_of(s: ibis.Value, words: tuple[str, ...]) -> ibis.Value:
     """``s`` equals one of ``words``, as a chain of comparisons: DuckDB runs ``IN (<5 or more constants>)``
     as a join with the list, which does not keep the rows' order - and the stage numbers a file's rows by
-    the order in which its parsed rows are stored (:func:`crmlib.sql.create_numbered_table`)."""
+    the order in which its parsed rows are stored (:func:`crmlib.ingest._sql_duckdb.create_numbered_table`)."""
     return ibis.or_(*[s == w for w in words])
 
 
@@ -376,22 +376,23 @@ def phone_to_e164(value: str | None, region: str = schema_default("privacy.defau
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
-def phone_lookup(con, phones: ibis.Value | ibis.Table, *,
+def phone_lookup(phones: ibis.Value | ibis.Table, *,
                  region: str = schema_default("privacy.default_phone_region"),
                  name: str = "phone_lookup") -> ibis.Table:
     """A table ``raw_phone -> phone`` (E.164 or null) for every distinct phone string in ``phones``.
 
     Distinct values only: CN mobiles by the fast path in the engine, the rest (usually few) one by one
-    through ``phonenumbers`` in Python. ``con`` is the Ibis connection the result is stored in.
+    through ``phonenumbers`` in Python. The result is a scratch relation ``name`` on the backend that
+    ``phones`` comes from (with ``<name>_fast`` and ``<name>_slow`` beside it).
     """
     col = phones if isinstance(phones, ibis.Value) else phones[phones.columns[0]]
     distinct = col.name("raw_phone").as_table().filter(lambda t: t.raw_phone.notnull()).distinct()
     fast = distinct.mutate(phone=cn_mobile_e164(distinct.raw_phone))
-    fast = replace_temp_table(con, f"{name}_fast", fast)
+    fast = scratch_beside(distinct, f"{name}_fast", fast)
     rest = fast.filter(fast.phone.isnull()).select("raw_phone").to_pandas()
     rest["phone"] = pd.Series([phone_to_e164(v, region) for v in rest["raw_phone"]], dtype="object")
-    slow = replace_temp_table(con, f"{name}_slow", rest.astype({"raw_phone": "string", "phone": "string"}),
-                              schema=ibis.schema({"raw_phone": "string", "phone": "string"}))
-    return replace_temp_table(con, name, fast.filter(fast.phone.notnull()).union(slow))
+    slow = scratch_beside(distinct, f"{name}_slow", rest.astype({"raw_phone": "string", "phone": "string"}),
+                          schema=ibis.schema({"raw_phone": "string", "phone": "string"}))
+    return scratch_beside(distinct, name, fast.filter(fast.phone.notnull()).union(slow))
 
 

@@ -40,7 +40,7 @@ import ibis
 import pandas as pd
 
 from crmlib.engine import Engine
-from crmlib import sql as _sql
+from crmlib.ingest import _sql_duckdb as _sql
 from crmlib.ingest.errors import IngestError
 from crmlib.params import CANONICAL_COLUMNS, KINDS, REQUIRED_COLUMNS, effective_delimiter
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 from crmlib.asof import as_of_end, write_as_of
 from crmlib.engine import Engine
-from crmlib import sql as _sql
+from crmlib.ingest import _sql_duckdb as _sql
 from crmlib.ingest.customers import build_customers, order_totals
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.normalize import normalize_email, phone_lookup
@@ -196,7 +196,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     warnings_ += _check_duplicate_sources(engine, params)
 
     for src in params["sources"]:  # scratch left by an earlier failed run on this connection
-        _sql.drop_relation(con, f"ids_{src['name']}")
+        engine.drop(f"ids_{src['name']}")
 
     # 1. read + validate + dedup: one scan per source, materialized once
     clock = time.perf_counter()
@@ -261,7 +261,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
                                                                  "customer_key", "match_rule"))
     links = result.links_by_rule if isinstance(result.links_by_rule, pd.DataFrame) else engine.to_pandas(result.links_by_rule)
     if not keep_scratch:  # free the memory for the fact tables
-        _sql.drop_relation(con, "ingest_identity_records")
+        engine.drop("ingest_identity_records")
     timings["identity"] = time.perf_counter() - clock
 
     # 3. customers, identity map, quarantine, quality
@@ -312,9 +312,9 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
             for relation in (f"decided_{name}_orders", f"decided_{name}_renumbered", f"decided_{name}",
                              f"decided_{name}_rows",
                              f"dups_{name}", f"raw_{name}", f"ids_{name}"):
-                _sql.drop_relation(con, relation)
+                engine.drop(relation)
         for relation in ("ingest_contacts", "ingest_identity_map", "ingest_cookie_map"):  # records: dropped above
-            _sql.drop_relation(con, relation)
+            engine.drop(relation)
     write_as_of(engine, params)  # the run's analysis date, resolved once for every later stage
     return IngestSummary(quality=report, n_customers=n_customers, n_records=int(result.n_records),
                          tables=written, links_by_rule=links, salt_source=salt_source,
@@ -503,12 +503,12 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
         # the phones of all loaded contact rows (a superset of the first rows' phones): looked up without
         # the first-row window, so that the contact rows are stored once, with their phones
         phones = ibis.union(*phone_parts, distinct=False)
-        lookup = phone_lookup(engine.con, phones.raw_phone, region=region, name="ingest_phone_lookup")
+        lookup = phone_lookup(phones.raw_phone, region=region, name="ingest_phone_lookup")
         c = c.left_join(lookup, c.raw_phone == lookup.raw_phone).select(c, phone=lookup.phone)
         c = c.mutate(email=normalize_email(c.raw_email))
         c = engine.scratch("ingest_contacts", c)
         for name in ("ingest_phone_lookup", "ingest_phone_lookup_fast", "ingest_phone_lookup_slow"):
-            _sql.drop_relation(engine.con, name)  # stored in the contacts now
+            engine.drop(name)  # stored in the contacts now
         counts = c.group_by("source").agg(
             invalid_phone=((c.raw_phone.strip() != "") & c.phone.isnull()).sum(),
             invalid_email=((c.raw_email.strip() != "") & c.email.isnull()).sum(),

@@ -130,7 +130,7 @@ class ValidatedSource:
 
         For a source read without row numbers (CSV, JSON lines) they come from ``row_number() OVER ()``
         here, which keeps the scan's order but runs on one thread; the stage stores ``base`` instead
-        (:func:`crmlib.ingest._sql.create_numbered_table`).
+        (:func:`crmlib.ingest._sql_duckdb.create_numbered_table`).
         """
         base = self.base
         if "_row_number" not in base.columns:

@@ -484,34 +484,31 @@ class ProductRecommender:
         """
         import ibis
 
-        from crmlib.engine import replace_temp_table
-        from crmlib.sql import drop_relation
+        from crmlib.engine import drop_beside, scratch_beside
 
-        con = lines._find_backend()
         tag = f"rec_{id(self):x}"
         self.as_of_ = _as_date(as_of)
         end_day = (self.as_of_ - dt.date(1970, 1, 1)).days
         if purchases is None:
-            buys = replace_temp_table(con, f"{tag}_buys", purchase_lines(lines, end=self.as_of_))
+            buys = scratch_beside(lines, f"{tag}_buys", purchase_lines(lines, end=self.as_of_))
         else:
             buys = purchases.filter(purchases.day <= ibis.literal(self.as_of_, type="date"))
         try:
-            products = self._fit_products(con, lines, buys, tag)
+            products = self._fit_products(lines, buys, tag)
             if products.empty:
                 raise CannotCompute(_("no product was bought up to {date}: recommendations need order lines "
                                       "with a positive amount.").format(date=self.as_of_))
             self.products_ = products
-            self._fit_history(con, buys, tag, end_day)
+            self._fit_history(buys, tag, end_day)
             self._fit_neighbours(buys, tag)
         finally:
-            for name in ("buys", "products"):
-                drop_relation(con, f"{tag}_{name}")
+            drop_beside(lines, f"{tag}_buys", f"{tag}_products")
         self._fit_segments(segments)
         return self
 
-    def _fit_products(self, con: Any, lines: Any, buys: Any, tag: str) -> pd.DataFrame:
+    def _fit_products(self, lines: Any, buys: Any, tag: str) -> pd.DataFrame:
         import ibis
-        from crmlib.engine import replace_temp_table
+        from crmlib.engine import scratch_beside
 
         # buys hold one row per (basket, product): an order's lines share its day
         counts = buys.group_by("product_id").agg(baskets=buys.count())
@@ -521,7 +518,7 @@ class ProductRecommender:
         table = counts.left_join(names, "product_id").select("product_id", "baskets", *attributes)
         ranked = table.mutate(index=ibis.row_number().over(
             ibis.window(order_by=[ibis.desc(table.baskets), table.product_id])))
-        stored = replace_temp_table(con, f"{tag}_products", ranked)
+        stored = scratch_beside(lines, f"{tag}_products", ranked)
         sizes = buys.group_by(["customer_key", "order_id"]).agg(size=buys.count())
         basket_stats = sizes.aggregate(baskets=sizes.count(), largest=sizes.size.max()).to_pandas().iloc[0]
         self.n_baskets_ = int(basket_stats["baskets"])
@@ -535,7 +532,7 @@ class ProductRecommender:
         self._products_table = stored
         return frame.drop(columns="index").reset_index(drop=True)
 
-    def _fit_history(self, con: Any, buys: Any, tag: str, end_day: int) -> None:
+    def _fit_history(self, buys: Any, tag: str, end_day: int) -> None:
         history = buys.group_by(["customer_key", "product_id"]).agg(
             n=buys.count(), first=buys.day.min().epoch_days(), last=buys.day.max().epoch_days())
         products = self._products_table.select("product_id", "index")
@@ -1118,20 +1115,17 @@ def recommendation_tables(engine: Any, as_of: Any, settings: RecommendSettings |
     """
     import time
 
-    from crmlib.engine import replace_temp_table
-    from crmlib.sql import drop_relation
-
     settings = settings or RecommendSettings()
     lines = engine.table("order_lines") if lines is None else lines
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     # one scan of the lines for both fits and the test window
-    purchases = replace_temp_table(engine.con, "rec_purchases", purchase_lines(lines, end=as_of))
+    purchases = engine.scratch("rec_purchases", purchase_lines(lines, end=as_of))
     seconds["purchases"] = time.perf_counter() - start
     try:
         return _tables(engine, lines, purchases, as_of, settings, segments, evaluate, seconds)
     finally:
-        drop_relation(engine.con, "rec_purchases")
+        engine.drop("rec_purchases")
 
 
 def _tables(engine: Any, lines: Any, purchases: Any, as_of: Any, settings: RecommendSettings,

@@ -109,8 +109,9 @@ def test_phone_to_e164_other_numbers():
 
 
 def test_phone_lookup_on_distinct_values(con):
-    t = ibis.memtable({"p": CN_VARIANTS + ["13800138000", "+1 650 253 0000", "12345", None]})
-    got = con.execute(phone_lookup(con, t.p, region="CN", name="test_lookup")).set_index("raw_phone")["phone"]
+    t = con.create_table("phones_in", ibis.memtable({"p": CN_VARIANTS + ["13800138000", "+1 650 253 0000", "12345",
+                                                                        None]}), temp=True)
+    got = con.execute(phone_lookup(t.p, region="CN", name="test_lookup")).set_index("raw_phone")["phone"]
     assert len(got) == len(set(CN_VARIANTS)) + 2          # distinct, non-null values only
     assert set(got[CN_VARIANTS]) == {"+8613800138000"}
     assert got["+1 650 253 0000"] == "+16502530000"

@@ -16,7 +16,7 @@ from crmlib.ingest.stage import DEFAULT_SALT, ingest, run_ingest
 from crmlib.ingest.readers import read_source
 from crmlib.ingest.validate import validate_source
 from crmlib.params import complete_source, validate_params
-from crmlib import sql as _sql
+from crmlib.ingest import _sql_duckdb as _sql
 
 CONTRACT = {
     "orders": ["customer_key", "source", "source_customer_id", "order_id", "order_ts", "amount", "currency",

@@ -28,7 +28,7 @@ def _decide(engine, tmp_path, text, kind="orders", tolerance=24.0, **src):
     raw = read_source(engine, complete_source({"name": kind, "kind": kind, "path": str(p), **src}))
     vs = validate_source(raw, timezone="Asia/Shanghai", currency="CNY", now_local=NOW,
                          future_tolerance_hours=tolerance)
-    t = engine.materialize(f"d_{kind}", vs.table)
+    t = engine.scratch(f"d_{kind}", vs.table)
     return vs, t, engine.to_pandas(t.order_by("_row_number")).set_index("_row_number")
 
 

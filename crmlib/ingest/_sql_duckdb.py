@@ -1,7 +1,7 @@
-"""The raw SQL crmlib needs where Ibis has no expression for it - kept in this one module.
+"""Ingest's DuckDB SQL: reading input files where Ibis has no expression for it (the DuckDB reader).
 
-Everything else is an Ibis expression, so it runs unchanged on another Ibis backend (Spark, a
-warehouse). Each function here documents why it is SQL and what a port to another engine needs.
+Everything else in ingest is an Ibis expression. Each function here documents why it is SQL; the Spark
+reader is :mod:`crmlib.ingest._read_spark`.
 """
 
 from __future__ import annotations
@@ -9,21 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["configure_duckdb", "quote_ident", "quote_literal", "create_csv_view", "create_numbered_table",
-           "create_parquet_view", "create_jsonl_view", "csv_rejects", "drop_relation"]
+from crmlib.backends.duckdb import drop_relation, quote_ident, quote_literal
 
-
-def configure_duckdb(con: Any, *, memory_limit: str | None, threads: int | None, temp_directory: str) -> None:
-    """DuckDB session settings (Ibis has no API for engine pragmas; other backends ignore this).
-
-    ``temp_directory`` is where DuckDB spills: the engine's private scratch folder, never the run folder.
-    Values are quoted as literals (the memory limit comes from the environment, the path may hold a quote).
-    """
-    if memory_limit:
-        con.raw_sql(f"SET memory_limit = {quote_literal(str(memory_limit))}")
-    if threads:
-        con.raw_sql(f"SET threads = {int(threads)}")
-    con.raw_sql(f"SET temp_directory = {quote_literal(temp_directory)}")
+__all__ = ["create_csv_view", "create_numbered_table", "create_parquet_view", "create_jsonl_view", "csv_rejects"]
 
 
 # -- ingest: file row numbers, rejected CSV lines, scratch relations ------------------------------------
@@ -40,14 +28,6 @@ def configure_duckdb(con: Any, *, memory_limit: str | None, threads: int | None,
 #
 # A port to Spark needs: ``monotonically_increasing_id`` over a single-partition read, or
 # ``input_file_block_start`` + a zip-with-index, and ``mode=PERMISSIVE`` with ``columnNameOfCorruptRecord``.
-
-
-def quote_ident(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def quote_literal(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _select_list(columns: list[tuple[str, str]]) -> str:
@@ -165,14 +145,3 @@ def csv_rejects(con: Any, rejects_table: str) -> list[tuple[int, str, str, str]]
     rows = cur.fetchall()
 
     return [(int(r[0]), str(r[1]), "" if r[2] is None else str(r[2]).strip("\r\n"), r[3]) for r in rows]
-
-
-def drop_relation(con: Any, name: str) -> None:
-    """Drop every view or table ``name`` (persistent or temporary) if it exists.
-
-    DuckDB refuses DROP VIEW on a table and vice versa, hence the catalog look-up.
-    """
-    rows = con.raw_sql(
-        f"SELECT table_type FROM information_schema.tables WHERE table_name = {quote_literal(name)}").fetchall()
-    for (kind,) in rows:
-        con.raw_sql(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} IF EXISTS {quote_ident(name)}")
