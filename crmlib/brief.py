@@ -569,14 +569,14 @@ _FINDERS: list[tuple[str, tuple[str, ...], Callable[[_Run], list[Finding]]]] = [
 def _unreadable(run: _Run, tables: tuple[str, ...]) -> list[str]:
     """The tables among ``tables`` that exist but cannot be opened (all present ones when each opens:
     then the content, not the file, was the problem)."""
-    import pyarrow.parquet as pq
+    import pyarrow.dataset as ds
 
     present = [t for t in tables if run.has(t)]
     broken = []
     for name in present:
         try:
             if name.endswith(".parquet"):
-                pq.read_schema(run.tables / name)
+                ds.dataset(run.tables / name, format="parquet").schema  # a file, or Spark's folder of parts
         except Exception:  # noqa: BLE001 - any failure to open is what we are looking for
             broken.append(name)
     return broken or present

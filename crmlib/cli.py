@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--only", nargs="+", default=None, metavar="STAGE",
                    help="run only these stages (ingest segmentation roi ab_tests)")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="a live line per stage on stderr with its step, count and elapsed time (default: when "
+                        "stderr is a terminal); stdout always gets one line per stage")
     return p
 
 
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             result = run_pipeline(args.params, run_id=args.run_id, only=args.only,
-                                  execution_timeout=args.timeout)
+                                  execution_timeout=args.timeout, show_progress=args.progress)
         except RunLocked as exc:
             print(f"{command}: {exc}", file=sys.stderr)
             return EXIT_LOCKED

@@ -592,6 +592,17 @@ def read_run_json(run_dir: str | Path, name: str) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def _engine_text(manifest: dict, label: str) -> str:
+    """`` · engine spark (local[2])`` for a run on another engine than the default DuckDB, else nothing:
+    results are the same on both, but timings and the run's table layout (folders of part files) are not."""
+    engine = (manifest.get("params") or {}).get("engine") or {}
+    kind = str(engine.get("kind") or "duckdb")
+    if kind == "duckdb":
+        return ""
+    master = f" ({engine['master']})" if engine.get("master") else ""
+    return f" &middot; {label} {html.escape(kind + master)}"
+
+
 def _as_of_text(manifest: dict) -> str:
     as_of = manifest.get("as_of")
     if isinstance(as_of, dict) and as_of.get("as_of"):
@@ -639,7 +650,7 @@ def write_run_index(run_dir: str | Path, manifest: dict, *, history_dir: str | P
         "kpis_sub": _("Change against the previous successful run of the same params; the line shows up to the "
                       "last 12 runs."),
         "all_runs": _("all runs"), "run": _("run"), "status": _("status"), "as_of": _("as of"),
-        "time_zone": _("time zone"), "currency": _("currency"), "started": _("started"),
+        "time_zone": _("time zone"), "currency": _("currency"), "started": _("started"), "engine": _("engine"),
         "findings": _("What this run says"), "stages": _("Stages"), "stage": _("stage"), "time": _("time"),
         "note": _("note"),
         "details": _("Details: manifest.json (inputs with sha256, row counts, package versions). Executed "
@@ -693,6 +704,7 @@ def write_run_index(run_dir: str | Path, manifest: dict, *, history_dir: str | P
         f"<p class='sub'>{t['run']} {e(manifest['run_id'])} &middot; {t['status']} {_status_html(status)} "
         f"&middot; {t['as_of']} {e(_as_of_text(manifest))} &middot; "
         f"{t['time_zone']} {e(str(run.get('timezone')))} &middot; {t['currency']} {e(str(run.get('currency')))}"
+        f"{_engine_text(manifest, t['engine'])}"
         f" &middot; {t['started']} {e(manifest.get('started', '')[:19].replace('T', ' '))} UTC</p>"
         f"<h2 id='findings'>{t['findings']}</h2>{findings}{notes}"
         f"{kpi_block}{_reconciliation_html(brief.reconciliation)}"

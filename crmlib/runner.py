@@ -18,6 +18,10 @@ Operations
   directory, and raise :class:`RunInterrupted` (exit code 143 or 130); nothing is published. After a
   SIGKILL or a crash, the next run removes what the dead run left: ``.tmp-*`` folders under the output
   folder (no live run holds the lock) and ``crmlib-*`` scratch directories whose owner is gone.
+* **Progress.** One line per stage on ``out`` (stdout), the same whether it is a terminal, a pipe or a log.
+  When stderr is a terminal, a live line there also follows the step a stage reports
+  (:func:`crmlib.progress.step`), its count, the elapsed time and the notebook cell; it is erased before
+  the stage's line is printed.
 * **Stage statuses.** ``ok``, ``ok_with_warnings`` (a model step recorded a warning with
   :func:`crmlib.status.guard`), ``failed`` (the whole error message is kept) or ``skipped`` (with the
   reason). Each stage declares the run tables it needs and those it uses when present (:data:`STAGES`);
@@ -47,9 +51,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
-from crmlib import report
+from crmlib import progress, report
 from crmlib.engine import make_scratch_dir, remove_scratch_dir, remove_stale_scratch
 from crmlib.i18n import N_, _, set_language
 from crmlib.params import load_params, plain_name_problem, public_params
@@ -234,12 +238,12 @@ def _git_sha() -> str | None:
 
 
 def _table_row_counts(tables_dir: Path) -> dict:
-    import pyarrow.parquet as pq
+    import pyarrow.dataset as ds
 
     counts = {}
     for p in sorted(tables_dir.glob("*.parquet")):
-        try:
-            counts[p.stem] = pq.ParquetFile(p).metadata.num_rows
+        try:  # one file (DuckDB) or a folder of part files (Spark); Spark's _SUCCESS and .crc files are skipped
+            counts[p.stem] = ds.dataset(p, format="parquet").count_rows()
         except Exception:  # a stage may leave a partial file behind when it fails
             counts[p.stem] = None
     return counts
@@ -441,10 +445,14 @@ class _NotebookJob:
         except BaseException as exc:  # reported by wait(); a worker thread must not print its own traceback
             self.error = exc
 
-    def wait(self) -> BaseException | None:
+    def wait(self, tick: Callable[[], None] | None = None) -> BaseException | None:
+        """Run the notebook and return its error (None when it ran through), calling ``tick`` (the live
+        progress line) between short waits: a signal and a redraw both come in this thread."""
         self._thread.start()
         while self._thread.is_alive():
-            self._thread.join(0.2)
+            self._thread.join(progress.TICK_S)
+            if tick is not None:
+                tick()
         return self.error
 
     def stop(self, wait_s: float = 30.0) -> None:
@@ -536,6 +544,7 @@ def run_pipeline(
     execution_timeout: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    show_progress: bool | None = None,
 ) -> RunResult:
     """Run the stage notebooks on ``params_path`` and publish the run directory.
 
@@ -558,6 +567,9 @@ def run_pipeline(
     out, err : text streams, optional
         Progress lines (default stdout; the last line printed is the run directory) and errors and
         warnings for the operator (default stderr).
+    show_progress : bool, optional
+        Show a live line within each stage on ``err`` (:mod:`crmlib.progress`): the step, its count,
+        the elapsed time. Default: when ``err`` is a terminal. Either way ``out`` gets one line per stage.
 
     Returns
     -------
@@ -610,7 +622,8 @@ def run_pipeline(
             result, manifest = _run_stages(
                 params, run_id=run_id, only=only, notebooks_dir=notebooks_dir, kernel_name=kernel_name,
                 execution_timeout=execution_timeout, out=out, err=err, work_dir=work_dir, final_dir=final_dir,
-                output_dir=output_dir, started=started)
+                output_dir=output_dir, started=started, scratch_dir=scratch_dir,
+                show_progress=progress.is_terminal(err) if show_progress is None else show_progress)
             with signals.deferred():
                 _publish(work_dir, final_dir, output_dir, manifest)
         except BaseException as exc:
@@ -640,8 +653,13 @@ def run_pipeline(
 
 def _run_stages(params: dict, *, run_id: str, only: list[str] | None, notebooks_dir: Path, kernel_name: str,
                 execution_timeout: int | None, out: TextIO, err: TextIO, work_dir: Path, final_dir: Path,
-                output_dir: Path, started: dt.datetime) -> tuple[RunResult, dict]:
-    """Execute the stages in ``work_dir`` and return the result and the finished manifest."""
+                output_dir: Path, started: dt.datetime, scratch_dir: Path,
+                show_progress: bool) -> tuple[RunResult, dict]:
+    """Execute the stages in ``work_dir`` and return the result and the finished manifest.
+
+    With ``show_progress``, a live line on ``err`` follows each stage's steps (their file is in the run's
+    private ``scratch_dir``, never in the run folder) and is erased before the stage's line on ``out``.
+    """
     notebooks = discover_notebooks(notebooks_dir)
     kinds = {s["kind"] for s in params["sources"]}
     result = RunResult(run_id=run_id, run_dir=final_dir)
@@ -711,19 +729,21 @@ def _run_stages(params: dict, *, run_id: str, only: list[str] | None, notebooks_
             continue
         executed = work_dir / nb.name
         t0 = time.perf_counter()
-        job = _NotebookJob(
-            pm, input_path=str(nb), output_path=str(executed),
-            parameters={"params_path": params["_path"], "run_dir": str(work_dir)},
-            kernel_name=kernel_name, cwd=str(nb.parent), progress_bar=False, log_output=False,
-            execution_timeout=execution_timeout, report_mode=True,
-            kernel_manager_class=_kernel_manager_class(),
-            # the kernel's own start-up warnings (TCP on localhost, no encryption) are noise in a
-            # scheduler's log; errors still show
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        )
-        _CURRENT_JOB["job"] = job
-        error = job.wait()
-        _CURRENT_JOB.pop("job", None)
+        with progress.stage_display(prefix, err, enabled=show_progress,
+                                    steps_file=scratch_dir / f"progress-{stage.name}.jsonl") as display:
+            job = _NotebookJob(
+                pm, input_path=str(nb), output_path=str(executed),
+                parameters={"params_path": params["_path"], "run_dir": str(work_dir)},
+                kernel_name=kernel_name, cwd=str(nb.parent), progress_bar=display.papermill_progress_bar,
+                log_output=False, execution_timeout=execution_timeout, report_mode=True,
+                kernel_manager_class=_kernel_manager_class(),
+                # the kernel's own start-up warnings (TCP on localhost, no encryption) are noise in a
+                # scheduler's log; errors still show
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
+            _CURRENT_JOB["job"] = job
+            error = job.wait(tick=display.tick)
+            _CURRENT_JOB.pop("job", None)
         rec.duration_s = round(time.perf_counter() - t0, 2)
         rec.warnings = [{"step": w.get("step"), "message": w.get("message")}
                         for w in read_warnings(work_dir, stage.name)]

@@ -1,4 +1,4 @@
-"""environment.yml (conda) must list the same dependencies as pyproject.toml (runtime + dev + lab)."""
+"""environment.yml (conda) must list the same dependencies as pyproject.toml (runtime + dev + lab + spark)."""
 
 import tomllib
 from pathlib import Path
@@ -15,7 +15,7 @@ def _norm(req: str) -> str:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = set(project["dependencies"])
-    for extra in ("dev", "lab"):
+    for extra in ("dev", "lab", "spark"):
         wanted |= set(project["optional-dependencies"][extra])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]

@@ -147,8 +147,10 @@ def unit_outcomes(
         else:
             typed = ev.filter(ev.event_type.isin(types)) if types else ev.limit(0)
             if types and int(typed.count().to_pyarrow().as_py()) > 0:
-                ev_s = typed.select(e_key=typed.customer_key, event_ts=typed.event_ts,
-                                    session=ibis.row_number().cast("string"))
+                # every event its own session: numbered within its customer (sessions are counted per
+                # customer), so Spark need not pull all events into one partition to number them
+                number = ibis.row_number().over(group_by=typed.customer_key, order_by=typed.event_ts)
+                ev_s = typed.select(e_key=typed.customer_key, event_ts=typed.event_ts, session=number.cast("string"))
                 session_definition = f"sessions = events of type {types}"
             else:
                 # one "visit day" per unit and calendar day with any event

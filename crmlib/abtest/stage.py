@@ -26,9 +26,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import ibis
 import numpy as np
 import pandas as pd
 
+from crmlib import progress
 from crmlib.asof import resolve_as_of
 from crmlib.i18n import N_, _
 from crmlib.present import fmt_count
@@ -206,6 +208,7 @@ def ab_results(engine, params: dict) -> pd.DataFrame:
     traffic), ``ab_guardrails``, ``ab_power``, ``ab_srm``, ``ab_cumulative`` (lift over time) and
     ``ab_holdout`` (incremental return of holdout campaigns). The report's views only read these.
     """
+    progress.step("experiments")
     a = analysis(engine, params)
     res = a.results.reset_index(drop=True)
     engine.write_table("ab_results", res)
@@ -213,7 +216,9 @@ def ab_results(engine, params: dict) -> pd.DataFrame:
     engine.write_table("ab_guardrails", a.guardrails.reset_index(drop=True))
     engine.write_table("ab_power", a.power.reset_index(drop=True))
     engine.write_table("ab_srm", a.srm.reset_index(drop=True))
+    progress.step("lift over time")
     engine.write_table("ab_cumulative", cumulative_lift(engine, params).reset_index(drop=True))
+    progress.step("holdout campaigns")
     engine.write_table("ab_holdout", _holdout_table(engine, params).reset_index(drop=True))
     return res
 
@@ -286,7 +291,8 @@ def _holdout_table(engine, params: dict) -> pd.DataFrame:
     res = analysis(engine, params).results
     if not holdouts or res.empty:
         return pd.DataFrame(columns=_holdout.COLUMNS)
-    spend = engine.to_pandas(engine.table("spend")) if engine.has_table("spend") else None
+    spend = engine.to_pandas(_holdout_spend(engine.table("spend"), holdouts)) if engine.has_table("spend") else None
+    # one row per attribution model and channel or campaign: small whatever the number of customers
     roi = engine.to_pandas(engine.table("roi")) if engine.has_table("roi") else None
     periods = {}
     o = st["outcomes"]
@@ -296,6 +302,22 @@ def _holdout_table(engine, params: dict) -> pd.DataFrame:
             periods[r["experiment_id"]] = (
                 r["first"], pd.Timestamp(r["last"]) + pd.Timedelta(days=st["ab"]["window_days"] - 1))
     return _holdout.incrementality(res, holdouts, spend, periods, roi)
+
+
+def _holdout_spend(spend, holdouts: dict[str, dict]):
+    """The spend of the holdouts' channels as daily totals per channel and campaign (Ibis), all that
+    :func:`crmlib.abtest.holdout.incrementality` reads: a few rows per day, never the whole table."""
+    channels = sorted({h["channel"] for h in holdouts.values() if h.get("channel")})
+    campaigns = sorted({str(h["campaign_id"]) for h in holdouts.values() if h.get("campaign_id")})
+    campaign = spend.campaign_id.cast("string") if "campaign_id" in spend.columns else ibis.null("string")
+    s = spend.mutate(campaign_id=campaign)
+    wanted = ibis.literal(False)  # every holdout names a channel or a campaign (holdout_experiments)
+    if channels:
+        wanted |= s.channel.isin(channels)
+    if campaigns:
+        wanted |= s.campaign_id.isin(campaigns)
+    s = s.filter(wanted)
+    return s.group_by(["date", "channel", "campaign_id"]).agg(cost=s.cost.cast("float64").sum())
 
 
 def segment_results(engine, params: dict, segments, *, cuped: bool = True) -> pd.DataFrame:

@@ -9,7 +9,7 @@
     queries read instead of recomputing it, and drop it.
 ``read_parquet(con, path, name)`` / ``write_parquet(con, expr, path)``
     Run tables: DuckDB writes one file, Spark a folder of part files; both read either.
-``try_parse_timestamp(text, fmt)``, ``char_levenshtein(a, b)``, ``splink_db_api(con)``
+``try_parse_timestamp(text, fmt)``, ``char_levenshtein(a, b)``, ``splink_db_api(engine)``
     The few functions whose SQL differs (see each module).
 """
 

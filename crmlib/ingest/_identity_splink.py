@@ -1,19 +1,24 @@
 """The Splink part of identity resolution: comparison levels and comparison vectors of given pairs.
 
 Kept apart from :mod:`crmlib.ingest.identity` so that Splink (and its import time) is only touched by
-``method="splink"``. Splink gets two Arrow tables prepared by Ibis - the records in candidate pairs
-and the candidate pairs themselves, registered as Splink's blocked pairs so that Splink compares
-exactly those and generates no pairs of its own - and returns each pair's comparison vector. The
-model's parameters are fitted by :mod:`crmlib.ingest._identity_em` (see there for why not Splink's
-own EM). Needs Splink >= 5 (``register_blocked_pairs_for_predict``).
+``method="splink"``. Splink gets two tables prepared by Ibis - the records in candidate pairs and the
+candidate pairs themselves, registered as Splink's blocked pairs so that Splink compares exactly those
+and generates no pairs of its own - and returns each pair's comparison vector. Where Splink computes
+is the engine backend's business (``engine.backend.splink_db_api``: a private DuckDB connection, or
+the engine's own Spark session). The model's parameters are fitted by :mod:`crmlib.ingest._identity_em`
+(see there for why not Splink's own EM). Needs Splink >= 5 (``register_blocked_pairs_for_predict``).
+
+String distances are counted in characters on every engine: the backend names the functions
+(DuckDB's own ``levenshtein`` and ``jaro_winkler_similarity`` work on UTF-8 bytes, so one Chinese
+character counted as three edits there).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import duckdb
-import pyarrow as pa
+import ibis
 
 __all__ = ["comparison_vectors", "model_settings", "PRIOR_M", "PRIOR_U"]
 
@@ -38,32 +43,63 @@ PRIOR_U = {
 }
 
 
-def model_settings(*, retain_comparison_vectors: bool = False):
+def model_settings(
+    *,
+    levenshtein_function: str = "levenshtein",
+    jaro_winkler_function: str = "jaro_winkler_similarity",
+    dialect: str = "duckdb",
+    retain_comparison_vectors: bool = False,
+):
     """Splink settings: comparisons on the shared identifiers, name, gender, birth date and city.
 
     identifiers (one comparison, so that its levels carry the interaction naive Bayes would miss:
     relatives share a phone but not a mailbox, colleagues a mailbox but not a phone): email and phone
     both agree / email agrees, phone unknown / email agrees, phones differ / phone agrees, email
     unknown / phone agrees, emails differ / neither (pairs found by name + birth date only).
-    name: exact / Levenshtein <= 3 *bytes* (DuckDB counts UTF-8 bytes: one Chinese character, or up
-    to three Latin letters) / Jaro-Winkler >= 0.88 / else. birth_date: exact / one character off (a
-    typed digit) / else. gender, city: exact / else. Family members share surname, phone and city,
-    so the decision rests on several fields, never on the name alone.
+    name: exact / Levenshtein <= 1 *character* (one Chinese character, or one Latin letter) /
+    Jaro-Winkler >= 0.88 over characters / else. birth_date: exact / one character off (a typed digit)
+    / else. gender, city: exact / else. Family members share surname, phone and city, so the decision
+    rests on several fields, never on the name alone.
+
+    Parameters
+    ----------
+    levenshtein_function, jaro_winkler_function : str
+        SQL names of the character-based distances on the backend Splink runs on
+        (``SplinkDatabase.levenshtein_function`` / ``jaro_winkler_function`` of the engine's backend).
+    dialect : str
+        SQL dialect the custom levels are written in (double-quoted identifiers: ``"duckdb"``); Splink
+        transpiles them to the backend's.
+    retain_comparison_vectors : bool
+        Keep the ``gamma_`` columns in Splink's predictions.
     """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
     from splink import SettingsCreator, block_on
 
+    def level(sql: str, label: str):
+        return cll.CustomLevel(sql, label, base_dialect_str=dialect)
+
+    def null_level(col: str):
+        return cll.CustomLevel(f'"{col}_l" IS NULL OR "{col}_r" IS NULL', f"{col} is NULL",
+                               base_dialect_str=dialect).configure(is_null_level=True)
+
+    def exact(col: str):
+        return level(f'"{col}_l" = "{col}_r"', f"Exact match on {col}")
+
+    def within_characters(col: str, edits: int):
+        return level(f'{levenshtein_function}("{col}_l", "{col}_r") <= {edits}',
+                     f"Levenshtein distance of {col} <= {edits} character{'s' if edits > 1 else ''}")
+
     name = cl.CustomComparison(
         output_column_name="name",
         comparison_levels=[
-            cll.NullLevel("name"),
-            cll.ExactMatchLevel("name"),
-            cll.LevenshteinLevel("name", 3),
-            cll.JaroWinklerLevel("name", 0.88),
+            null_level("name"),
+            exact("name"),
+            within_characters("name", 1),
+            level(f'{jaro_winkler_function}("name_l", "name_r") >= 0.88', "Jaro-Winkler similarity of name >= 0.88"),
             cll.ElseLevel(),
         ],
-        comparison_description="name: exact / one CJK char or <=3 Latin edits / jaro-winkler >= 0.88",
+        comparison_description="name: exact / one character / jaro-winkler >= 0.88 (in characters)",
     )
     email_eq, phone_eq = '"email_l" = "email_r"', '"phone_l" = "phone_r"'
     email_unknown = '("email_l" IS NULL OR "email_r" IS NULL)'
@@ -71,11 +107,11 @@ def model_settings(*, retain_comparison_vectors: bool = False):
     identifiers = cl.CustomComparison(
         output_column_name="identifiers",
         comparison_levels=[
-            cll.CustomLevel(f"{email_eq} AND {phone_eq}", "email and phone agree"),
-            cll.CustomLevel(f"{email_eq} AND {phone_unknown}", "email agrees, phone unknown"),
-            cll.CustomLevel(f"{email_eq}", "email agrees, phones differ"),
-            cll.CustomLevel(f"{phone_eq} AND {email_unknown}", "phone agrees, email unknown"),
-            cll.CustomLevel(f"{phone_eq}", "phone agrees, emails differ"),
+            level(f"{email_eq} AND {phone_eq}", "email and phone agree"),
+            level(f"{email_eq} AND {phone_unknown}", "email agrees, phone unknown"),
+            level(f"{email_eq}", "email agrees, phones differ"),
+            level(f"{phone_eq} AND {email_unknown}", "phone agrees, email unknown"),
+            level(f"{phone_eq}", "phone agrees, emails differ"),
             cll.ElseLevel(),
         ],
         comparison_description="shared identifiers (email x phone)",
@@ -83,22 +119,28 @@ def model_settings(*, retain_comparison_vectors: bool = False):
     birth_date = cl.CustomComparison(
         output_column_name="birth_date",
         comparison_levels=[
-            cll.NullLevel("birth_date"),
-            cll.ExactMatchLevel("birth_date"),
-            cll.LevenshteinLevel("birth_date", 1),
+            null_level("birth_date"),
+            exact("birth_date"),
+            within_characters("birth_date", 1),
             cll.ElseLevel(),
         ],
         comparison_description="birth_date: exact / one character off",
     )
+
+    def exact_comparison(col: str):
+        return cl.CustomComparison(output_column_name=col,
+                                   comparison_levels=[null_level(col), exact(col), cll.ElseLevel()],
+                                   comparison_description=f"{col}: exact")
+
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         comparisons=[
             identifiers,
             name,
-            cl.ExactMatch("gender"),
+            exact_comparison("gender"),
             birth_date,
-            cl.ExactMatch("city"),
+            exact_comparison("city"),
         ],
         # Prediction scores the registered candidate pairs; these rules only document the blocking.
         blocking_rules_to_generate_predictions=[block_on("email"), block_on("phone")],
@@ -109,52 +151,45 @@ def model_settings(*, retain_comparison_vectors: bool = False):
 
 
 def comparison_vectors(
-    records: pa.Table, pairs: pa.Table, *, threads: int | None = None, memory_limit: str | None = None
-) -> tuple[pa.Table, dict[str, int], dict[str, list[str]]]:
+    database: Any, records: ibis.Table, pairs: ibis.Table
+) -> tuple[ibis.Table, dict[str, int], dict[str, list[str]]]:
     """Compute Splink comparison vectors for exactly the given pairs.
-
-    Splink runs on a private in-memory DuckDB connection: its many intermediate tables would
-    otherwise be written to (and slow down) the run's database file.
 
     Parameters
     ----------
-    records : pyarrow.Table
+    database : SplinkDatabase
+        ``engine.backend.splink_db_api(engine)``: where Splink computes, and how tables go in and
+        out (a private DuckDB connection, or the engine's Spark session).
+    records : ibis.Table
         unique_id, name, email, phone, gender, birth_date, city.
-    pairs : pyarrow.Table
+    pairs : ibis.Table
         join_key_l, join_key_r (unique ids, join_key_l < join_key_r); registered as Splink's blocked
         pairs, so Splink generates no pairs of its own.
-    threads, memory_limit : DuckDB settings of the private connection (default DuckDB's).
 
     Returns
     -------
-    vectors : pyarrow.Table
+    vectors : ibis.Table
         unique_id_l, unique_id_r and one ``gamma_<comparison>`` column per comparison
-        (-1 null, 0 else ... L-1 exact).
+        (-1 null, 0 else ... L-1 exact), readable by the engine while ``database`` is open: store it
+        (``engine.scratch``) before closing ``database``.
     n_levels : dict
         Number of non-null levels per comparison.
     labels : dict
         Level labels per comparison, from level 0 up.
     """
-    from splink import DuckDBAPI, Linker
+    from splink import Linker
 
-    config = {}
-    if threads:
-        config["threads"] = int(threads)
-    if memory_limit:
-        config["memory_limit"] = memory_limit
-    con = duckdb.connect(":memory:", config=config)
     splink_logger = logging.getLogger("splink")
     old_level = splink_logger.level
     splink_logger.setLevel(logging.ERROR)
     try:
-        db_api = DuckDBAPI(connection=con)
-        splink_records = db_api.register(records, table_name="identity_records")
-        linker = Linker(splink_records, model_settings(retain_comparison_vectors=True), log_level=None)
-        blocked = pa.table({"match_key": pa.array(["0"] * pairs.num_rows, pa.string()),
-                            "join_key_l": pairs["join_key_l"], "join_key_r": pairs["join_key_r"]})
-        linker.table_management.register_blocked_pairs_for_predict(
-            db_api.register(blocked, table_name="identity_pairs")
-        )
+        settings = model_settings(levenshtein_function=database.levenshtein_function,
+                                  jaro_winkler_function=database.jaro_winkler_function,
+                                  dialect=database.dialect, retain_comparison_vectors=True)
+        linker = Linker(database.register(records, "identity_records"), settings, log_level=None)
+        blocked = pairs.select(match_key=ibis.literal("0"), join_key_l=pairs.join_key_l,
+                               join_key_r=pairs.join_key_r)
+        linker.table_management.register_blocked_pairs_for_predict(database.register(blocked, "identity_pairs"))
         predictions = linker.inference.predict(warning_mode="never")
         n_levels, labels = {}, {}
         for comparison in linker.misc.save_model_to_json()["comparisons"]:
@@ -163,10 +198,6 @@ def comparison_vectors(
             n_levels[name] = len(levels)  # Splink numbers them L-1 (first listed) down to 0 (else)
             labels[name] = [lv.get("label_for_charts", lv["sql_condition"]) for lv in reversed(levels)]
         columns = ["unique_id_l", "unique_id_r"] + [f"gamma_{k}" for k in n_levels]
-        relation = con.table(predictions.physical_name).select(*columns)
-        # DuckDB 1.5 deprecates fetch_arrow_table (removed in 2.0) in favour of to_arrow_table
-        vectors = relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.fetch_arrow_table()
-        return vectors, n_levels, labels
+        return database.result(predictions.physical_name, columns), n_levels, labels
     finally:
         splink_logger.setLevel(old_level)
-        con.close()

@@ -9,9 +9,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import ibis
+
+import duckdb
+
 from crmlib.backends.duckdb import drop_relation, quote_ident, quote_literal
 
-__all__ = ["create_csv_view", "create_numbered_table", "create_parquet_view", "create_jsonl_view", "csv_rejects"]
+__all__ = ["create_csv_view", "create_numbered_table", "create_parquet_view", "create_jsonl_view", "csv_rejects",
+           "Error"]
+
+#: What DuckDB raises when a scan cannot parse a file (the reader turns it into an IngestError).
+Error = duckdb.Error
 
 
 # -- ingest: file row numbers, rejected CSV lines, scratch relations ------------------------------------
@@ -26,8 +34,8 @@ __all__ = ["create_csv_view", "create_numbered_table", "create_parquet_view", "c
 #   are not UTF-8) in a rejects table instead of failing or dropping them silently, so they can be
 #   quarantined and counted. Ibis has no option for it.
 #
-# A port to Spark needs: ``monotonically_increasing_id`` over a single-partition read, or
-# ``input_file_block_start`` + a zip-with-index, and ``mode=PERMISSIVE`` with ``columnNameOfCorruptRecord``.
+# The Spark reader (:mod:`crmlib.ingest._read_spark`) gets the same numbers from ``input_file_block_start``
+# and ``monotonically_increasing_id``, and the rejected lines from ``mode=PERMISSIVE``.
 
 
 def _select_list(columns: list[tuple[str, str]]) -> str:
@@ -35,14 +43,15 @@ def _select_list(columns: list[tuple[str, str]]) -> str:
     return ", ".join(f"CAST({quote_ident(src)} AS VARCHAR) AS {quote_ident(dst)}" for src, dst in columns)
 
 
-def create_csv_view(con: Any, view: str, path: str, *, header: list[str], columns: list[tuple[str, str]],
-                    delimiter: str, rejects_table: str) -> None:
+def create_csv_view(engine: Any, view: str, path: str, *, header: list[str], columns: list[tuple[str, str]],
+                    delimiter: str, rejects_table: str) -> Any:
     """A view over a UTF-8 CSV file: every column as VARCHAR, renamed; no row number (see
     :func:`create_numbered_table`).
 
     The header is given explicitly (all VARCHAR, no type sniffing) so nothing is lost to inference;
     lines whose field count differs from the header land in ``rejects_table`` when the view is scanned.
     """
+    con = engine.con
     cols = "{" + ", ".join(f"{quote_literal(h)}: 'VARCHAR'" for h in header) + "}"
     for name in (rejects_table, rejects_table + "_scan"):
         con.raw_sql(f"DROP TABLE IF EXISTS {quote_ident(name)}")
@@ -54,11 +63,12 @@ def create_csv_view(con: Any, view: str, path: str, *, header: list[str], column
         f"store_rejects = true, rejects_table = {quote_literal(rejects_table)}, "
         f"rejects_scan = {quote_literal(rejects_table + '_scan')})"
     )
+    return con.table(view)
 
 
-def create_numbered_table(con: Any, name: str, select_sql: str) -> None:
-    """Materialize ``select_sql`` (one scan of a file view) as a temporary table and expose it as the view
-    ``name`` with ``_row_number`` = ``rowid + 1`` first.
+def create_numbered_table(engine: Any, name: str, select_sql: Any) -> Any:
+    """Materialize ``select_sql`` (one scan of a file view: SQL text or an Ibis expression) as a temporary
+    table and return it as the view ``name`` with ``_row_number`` = ``rowid + 1`` first.
 
     One ``CREATE TABLE AS`` keeps the scan's order (``preserve_insertion_order``, DuckDB's default)
     while the scan and the expressions run on every thread, so ``rowid + 1`` is the file's data row
@@ -76,6 +86,9 @@ def create_numbered_table(con: Any, name: str, select_sql: str) -> None:
     RuntimeError
         If the plan holds a join, aggregate, window, sort, filter, union or limit.
     """
+    con = engine.con
+    if not isinstance(select_sql, str):
+        select_sql = ibis.to_sql(select_sql, dialect="duckdb")
     drop_relation(con, name)
     drop_relation(con, f"{name}_rows")
     previous = con.raw_sql("SELECT current_setting('disabled_optimizers')").fetchone()[0] or ""
@@ -92,6 +105,7 @@ def create_numbered_table(con: Any, name: str, select_sql: str) -> None:
         con.raw_sql(f"SET disabled_optimizers = {quote_literal(previous)}")
     con.raw_sql(f"CREATE TEMP VIEW {quote_ident(name)} AS SELECT CAST(rowid + 1 AS BIGINT) AS _row_number, * "
                 f"FROM {quote_ident(name + '_rows')}")
+    return con.table(name)
 
 
 # physical operators that may reorder or drop rows (substrings of DuckDB's operator names)
@@ -108,19 +122,32 @@ def _operator_names(nodes: Any) -> list[str]:
     return out
 
 
-def create_parquet_view(con: Any, view: str, path: str, *, columns: list[tuple[str, str]]) -> None:
+def create_parquet_view(engine: Any, view: str, path: str, *, columns: list[tuple[str, str]]) -> Any:
     """A view straight over the file: Parquet has a real ``file_row_number`` and is cheap to re-scan."""
+    con = engine.con
     drop_relation(con, view)
     con.raw_sql(
         f"CREATE OR REPLACE TEMP VIEW {quote_ident(view)} AS "
         f"SELECT CAST(file_row_number + 1 AS BIGINT) AS _row_number, {_select_list(columns)} "
         f"FROM read_parquet({quote_literal(path)}, file_row_number = true)"
     )
+    return con.table(view)
 
 
-def create_jsonl_view(con: Any, view: str, path: str, *, columns: list[tuple[str, str]]) -> None:
+def parquet_columns(engine: Any, path: str) -> list[str]:
+    """The column names of a Parquet file."""
+    return list(engine.con.read_parquet(path).columns)
+
+
+def jsonl_columns(engine: Any, path: str) -> list[str]:
+    """The keys of a JSON-lines file, as DuckDB infers them."""
+    return list(engine.con.read_json(path, format="newline_delimited").columns)
+
+
+def create_jsonl_view(engine: Any, view: str, path: str, *, columns: list[tuple[str, str]]) -> Any:
     """Every key read as VARCHAR (numbers keep their text, strings lose no quotes); no row number (see
     :func:`create_numbered_table`)."""
+    con = engine.con
     spec = "{" + ", ".join(f"{quote_literal(src)}: 'VARCHAR'" for src, _ in columns) + "}"
     drop_relation(con, view)
     con.raw_sql(
@@ -128,14 +155,16 @@ def create_jsonl_view(con: Any, view: str, path: str, *, columns: list[tuple[str
         f"FROM read_json({quote_literal(path)}, format = 'newline_delimited', records = true, "
         f"columns = {spec})"
     )
+    return con.table(view)
 
 
-def csv_rejects(con: Any, rejects_table: str) -> list[tuple[int, str, str, str]]:
+def csv_rejects(engine: Any, rejects_table: str) -> list[tuple[int, str, str, str]]:
     """Distinct rejected lines after a scan: ``(line, error_type, csv_line, column_name)``.
 
     DuckDB appends to the rejects table on every scan of the view, and may report several errors for
     one line (one per missing column): one entry per line.
     """
+    con = engine.con
     try:
         cur = con.raw_sql(
             "SELECT line, min(error_type), min(csv_line), min(column_name) "

@@ -215,15 +215,16 @@ def build_customers(
     pii = ["name", "email", "phone"] if keep_pii else []
     if contacts is not None:
         c = contacts
-        order = [c._priority]
         aggs = {
             "consent_marketing": ibis.cases(
                 ((~c.consent_marketing).any(), False), (c.consent_marketing.any(), True),
                 else_=ibis.null("boolean")),
             "signup_ts": c.signup_ts.min(),
         }
+        # the first non-null value by priority: an argmin over the non-null values, which every engine runs
+        # (an ordered first() is DuckDB's; Ibis compiles this argmin to the same DuckDB SQL as it)
         for col in ["loyalty_tier", "gender", "city", "province", *pii]:
-            aggs[col] = c[col].first(order_by=order)
+            aggs[col] = c[col].argmin(c._priority, where=c[col].notnull())
         attrs = c.group_by("customer_key").agg(**aggs)
         out = out.left_join(attrs, "customer_key").select(out, *[attrs[k] for k in [*attr_cols, *pii]])
     else:

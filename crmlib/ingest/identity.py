@@ -1,10 +1,11 @@
 """Identity resolution: link the records of one person across sources into one ``customer_key``.
 
-Design (row-level work in DuckDB through Ibis; Python sees only accepted links and small aggregates):
+Design (row-level work in the engine, DuckDB or Spark, through Ibis; Python sees small aggregates and
+the few components where a cannot-link makes the clustering order matter):
 
 1. **Blocking.** Every record contributes *keys*: its normalized email, its E.164 phone and the ids
    in ``linked_ids`` (``source:id``, matched to the named record's own id). Records sharing a key are
-   candidate pairs (a self-join in DuckDB). Keys held by more than ``max_key_records`` records
+   candidate pairs (a self-join in the engine). Keys held by more than ``max_key_records`` records
    (placeholders such as ``test@test.com``) are skipped and reported. Optionally
    (``block_on_name_birth_date``) an exact (name, birth date) key adds pairs sharing no identifier.
 2. **Judgement.** A linked id is explicit evidence from a source system: accepted. With
@@ -20,6 +21,8 @@ Design (row-level work in DuckDB through Ibis; Python sees only accepted links a
 3. **Clustering.** Union-find over accepted links in a fixed order (rule priority, then match
    probability, then record order), so the result is deterministic. A scored link is refused when it
    would put a cannot-link pair in one cluster (a relative reached through the household phone).
+   Computed in the engine (:func:`_clusters`: connected components by min-label propagation, rule by
+   rule); only components holding a cannot-link pair go through :func:`_union_find` on the driver.
    Each record's ``match_rule`` is the rule of the first link that joined it to its cluster;
    ``links_by_rule`` counts the links that merged two clusters (a spanning forest).
 4. **Keys.** ``customer_key`` = first 16 hex characters of sha256(salt + the cluster's smallest
@@ -28,12 +31,15 @@ Design (row-level work in DuckDB through Ibis; Python sees only accepted links a
 Convention: precision and recall (:func:`pairwise_scores`) are *pairwise* over same-person record
 pairs: precision = correct pairs / pairs put in one cluster, recall = correct pairs / true pairs.
 
-Scratch tables are TEMP tables of the engine's connection (prefix ``_identity_``), dropped on return.
-No raw SQL: everything in the engine is Ibis; Splink runs on its own in-memory DuckDB connection.
+Scratch tables are the engine's scratch relations (prefix ``_identity_``), dropped on return.
+No raw SQL: everything in the engine is Ibis; Splink runs where the engine's backend says
+(``engine.backend.splink_db_api``: a private DuckDB connection, or the engine's Spark session), with
+string distances counted in characters on both.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -67,6 +73,7 @@ RULES = (
 #: match_rule of a record no link joined to another
 SINGLETON = N_("singleton")
 
+_log = logging.getLogger(__name__)
 _KEY_KINDS = ("linked_id", "email", "phone", "name_dob")
 _SCRATCH = "_identity_"  # prefix of scratch tables in the engine database
 _KEY_HEX_CHARS = 16
@@ -83,9 +90,9 @@ class IdentityResult:
     ----------
     identity_map : ibis.Table
         One row per input record: source, source_customer_id, customer_key, match_rule
-        (``"singleton"`` for a record linked to nothing), in no particular row order. A TEMP table
-        ``_identity_map_<random>`` of the engine's connection (a new one per call): valid while the
-        engine is open; write or materialize it to keep it.
+        (``"singleton"`` for a record linked to nothing), in no particular row order. The scratch
+        relation ``_identity_map_<random>`` of the engine (a new one per call): valid while the
+        engine is open; write it (``engine.write_table``) to keep it.
     links_by_rule : DataFrame
         rule, links: links that merged two clusters, per rule (in :data:`RULES` order).
     n_customers : int
@@ -116,6 +123,10 @@ class IdentityResult:
         EM diagnostics: iterations, converged, log_likelihood, patterns (distinct comparison vectors).
     timings : dict
         Seconds per step.
+    clustering : dict
+        How the clusters were computed in the engine (see :func:`_clusters`): per rule stage the rounds
+        of label propagation, the components holding a cannot-link pair, and the records and accepted
+        edges of those components clustered on the driver.
     """
 
     identity_map: ibis.Table
@@ -132,6 +143,7 @@ class IdentityResult:
     match_share: float | None = None
     em: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    clustering: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         links = ", ".join(f"{r}={n}" for r, n in zip(self.links_by_rule["rule"], self.links_by_rule["links"]))
@@ -158,9 +170,10 @@ def resolve_identities(
     Parameters
     ----------
     engine : Engine
-        The run's engine. Scratch work happens in TEMP tables ``_identity_*`` of its connection
-        (dropped on return); Splink computes comparison vectors on a private in-memory DuckDB
-        connection with the engine's ``threads`` and ``memory_limit``.
+        The run's engine. Scratch work happens in its scratch relations ``_identity_*`` (dropped on
+        return); Splink computes comparison vectors where the backend says (DuckDB: a private
+        in-memory connection with the engine's ``threads`` and ``memory_limit``; Spark: the engine's
+        session).
     records : ibis.Table or DataFrame
         One row per (source, source_customer_id). Optional columns (missing ones count as null):
         name, email (normalized), phone (E.164), gender, birth_date, city, linked_ids
@@ -186,7 +199,7 @@ def resolve_identities(
         0.9992 without),
         and sources that share no identifier at all are better linked by linked ids.
     keep_scratch : bool
-        Keep the TEMP scratch tables (``_identity_records``, ``_identity_judged`` with every
+        Keep the scratch relations (``_identity_records``, ``_identity_judged`` with every
         candidate pair, its evidence, probability and decision) for debugging.
 
     Returns
@@ -276,23 +289,16 @@ def resolve_identities(
 
     clock = time.perf_counter()
     strength = judged.probability.fill_null(1.0) if method == "splink" else ibis.literal(1.0)
-    edges = engine.to_pandas(judged.filter(judged.accepted).select("rid_l", "rid_r", "rule", strength=strength))
+    edges = judged.filter(judged.accepted).select("rid_l", "rid_r", "rule", strength=strength)
     cannot = None
     if method == "splink":
-        cannot = engine.to_pandas(
-            judged.filter(judged.probability < cannot_link_below).select("rid_l", "rid_r")
-        )
+        cannot = judged.filter(judged.probability < cannot_link_below).select("rid_l", "rid_r")
+    assigned, links, refused, cluster_info = _clusters(engine, edges, cannot)
     if not keep_scratch:
         _drop(engine, "judged")
-    root, rule_of_record, links, refused = _union_find(n_records, edges, cannot)
-    del edges, cannot
-    timings["union_find"] = time.perf_counter() - clock
+    timings["clustering"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    linked = np.flatnonzero(rule_of_record != "singleton")
-    assignment = pd.DataFrame({"rid": linked.astype(np.int64), "root": root[linked],
-                               "match_rule": pd.Categorical(rule_of_record[linked], categories=list(RULES))})
-    assigned = engine.scratch(f"{_SCRATCH}assignment", assignment)
     with_keys = recs.left_join(assigned, recs.rid == assigned.rid).select(
         recs.source, recs.source_customer_id, recs.record_key,
         root=assigned.root.fill_null(recs.rid),
@@ -327,6 +333,7 @@ def resolve_identities(
         match_share=lam,
         em=em_info,
         timings=timings,
+        clustering=cluster_info,
     )
 
 
@@ -334,8 +341,7 @@ def resolve_identities(
 
 
 def _drop(engine: Engine, *names: str) -> None:
-    for name in names:
-        engine.con.drop_table(f"{_SCRATCH}{name}", force=True)
+    engine.drop(*(f"{_SCRATCH}{name}" for name in names))
 
 
 def _prepare_records(engine: Engine, records: ibis.Table | pd.DataFrame) -> tuple[ibis.Table, int]:
@@ -371,9 +377,9 @@ def _prepare_records(engine: Engine, records: ibis.Table | pd.DataFrame) -> tupl
 
 def _linked_targets(recs: ibis.Table) -> ibis.Table:
     """(rid, value) for every ``<source>:<id>`` named in linked_ids, value normalized like record_key."""
-    exploded = recs.filter(recs.linked_ids.notnull()).select(
-        "rid", item=recs.linked_ids.split(";").unnest().strip()
-    )
+    # unnest, then strip: Spark SQL refuses a function applied to a generator (explode) in one select
+    exploded = recs.filter(recs.linked_ids.notnull()).select("rid", item=recs.linked_ids.split(";").unnest())
+    exploded = exploded.mutate(item=exploded.item.strip())
     colon = exploded.item.find(":")
     target = exploded.filter((colon > 0) & (exploded.item.length() > colon + 1)).select(
         "rid",
@@ -426,6 +432,168 @@ def _evidence_label(pairs: ibis.Table) -> ibis.Value:
     )
 
 
+# -- clustering -------------------------------------------------------------------------------------
+
+
+def _rule_priority(rule: ibis.Value) -> ibis.Value:
+    return ibis.cases(*((rule == name, i) for i, name in enumerate(RULES)), else_=len(RULES))
+
+
+def _rule_name(priority: ibis.Value) -> ibis.Value:
+    return ibis.cases(*((priority == i, name) for i, name in enumerate(RULES)), else_=SINGLETON)
+
+
+def _clusters(
+    engine: Engine, accepted: ibis.Table, cannot_link: ibis.Table | None
+) -> tuple[ibis.Table, dict[str, int], int, dict[str, Any]]:
+    """The clusters :func:`_union_find` would make of ``accepted`` edges, computed in the engine.
+
+    Union-find is sequential; what it does is reproduced here without the edges leaving the engine:
+
+    * A component of the accepted-edge graph that holds no cannot-link pair has no refused link, so
+      its cluster is the component and its root (union-find keeps the smaller root) the component's
+      smallest rid: min-label propagation in the engine (:func:`_connected_components`).
+    * A record's match_rule is the rule of the first link, in processing order, that touches it (until
+      then it is alone, so that link merges): the highest-priority rule among its edges.
+    * Links that merged two clusters, per rule: rules are processed in priority order, so the links of
+      rule k are the components of the edges of rules before k minus those of rules up to k. The
+      components are grown rule by rule, each stage starting from the previous stage's labels.
+    * A component that holds a cannot-link pair (both records in it) is where a scored link may be
+      refused, and which links are refused depends on the order: those components alone are taken to
+      the driver and clustered by :func:`_union_find`. They are the households and shared mailboxes
+      the model split: a small share of the records (the driver holds their edges, at most the
+      accepted edges among ``max_key_records``-bounded candidate groups linked to them).
+
+    Returns the assignment (rid, root, match_rule) of every linked record as a scratch table, links per
+    rule, the number of refused links and diagnostics (stages, iterations, conflicted components and
+    their records and edges taken to the driver).
+    """
+    edges = engine.scratch(f"{_SCRATCH}edges", accepted.mutate(priority=_rule_priority(accepted.rule)))
+    priorities = engine.to_pandas(edges.select("priority").distinct())["priority"].astype(int).sort_values()
+    info: dict[str, Any] = {"stages": [], "conflicted_components": 0, "driver_records": 0, "driver_edges": 0}
+    empty = pd.DataFrame({"rid": pd.Series([], dtype="int64"), "root": pd.Series([], dtype="int64"),
+                          "match_rule": pd.Series([], dtype="string")})
+    if priorities.empty:
+        _drop(engine, "edges")
+        return engine.scratch(f"{_SCRATCH}assignment", empty), {}, 0, info
+
+    stages: list[tuple[str, ibis.Table]] = []
+    stage_relations: list[str] = []
+    labels = None
+    for priority in priorities.tolist():
+        labels, relation, iterations = _connected_components(
+            engine, edges.filter(edges.priority <= priority), f"{_SCRATCH}cc{priority}", start=labels
+        )
+        stage_relations.append(relation)
+        stages.append((RULES[priority], labels))
+        info["stages"].append({"rule": RULES[priority], "iterations": iterations})
+        _log.info("identity clusters: rule %s joined in %d iterations", RULES[priority], iterations)
+    final = labels
+
+    conflicted = engine.scratch(f"{_SCRATCH}conflicted", final.select("label").filter(ibis.literal(False)))
+    if cannot_link is not None:
+        left, right = final.view(), final.view()
+        inside = cannot_link.join(left, cannot_link.rid_l == left.rid).join(right, cannot_link.rid_r == right.rid)
+        conflicted = engine.scratch(
+            f"{_SCRATCH}conflicted", inside.filter(left.label == right.label).select(label=left.label).distinct()
+        )
+    clean = final.anti_join(conflicted, "label")
+
+    # clean components: root = smallest rid, match_rule = best rule among a record's edges
+    touches = ibis.union(edges.select(rid=_.rid_l, priority=_.priority),
+                         edges.select(rid=_.rid_r, priority=_.priority), distinct=False)
+    first_rule = touches.group_by("rid").agg(priority=_.priority.min())
+    clean_assignment = clean.join(first_rule, "rid").select(
+        rid=clean.rid.cast("int64"), root=clean.label.cast("int64"), match_rule=_rule_name(first_rule.priority)
+    )
+    links: dict[str, int] = {}
+    merged_before = 0
+    for rule, stage in stages:
+        on_clean = stage.semi_join(clean, "rid")
+        counts = engine.to_pandas(on_clean.aggregate(nodes=_.count(), components=_.label.nunique()))
+        merged = int(counts["nodes"].iloc[0]) - int(counts["components"].iloc[0])
+        if merged > merged_before:
+            links[rule] = merged - merged_before
+        merged_before = merged
+
+    refused = 0
+    driver = empty
+    n_conflicted = int(engine.to_pandas(conflicted.aggregate(n=_.count()))["n"].iloc[0])
+    if n_conflicted:
+        nodes = final.semi_join(conflicted, "label").select("rid")
+        local_edges = engine.to_pandas(
+            edges.semi_join(nodes.select(rid_l=_.rid), "rid_l").select("rid_l", "rid_r", "rule", "strength"))
+        local_cannot = engine.to_pandas(
+            cannot_link.semi_join(nodes.select(rid_l=_.rid), "rid_l")
+            .semi_join(nodes.select(rid_r=_.rid), "rid_r").select("rid_l", "rid_r"))
+        rids = np.unique(np.concatenate([local_edges["rid_l"].to_numpy(np.int64),
+                                         local_edges["rid_r"].to_numpy(np.int64)]))
+        # order-preserving local numbering: union-find keeps the smaller root and sorts by rid
+        for frame in (local_edges, local_cannot):
+            for col in ("rid_l", "rid_r"):
+                frame[col] = np.searchsorted(rids, frame[col].to_numpy(np.int64))
+        root, rule_of, local_links, refused = _union_find(len(rids), local_edges, local_cannot)
+        for rule, n in local_links.items():
+            links[rule] = links.get(rule, 0) + n
+        joined = rule_of != SINGLETON
+        driver = pd.DataFrame({"rid": rids[joined], "root": rids[root[joined]],
+                               "match_rule": pd.Series(rule_of[joined], dtype="string")})
+        info.update(conflicted_components=n_conflicted, driver_records=len(rids), driver_edges=len(local_edges))
+    assignment = ibis.union(clean_assignment, ibis.memtable(driver, schema=_ASSIGNMENT_SCHEMA), distinct=False)
+    assigned = engine.scratch(f"{_SCRATCH}assignment", assignment)
+    _drop(engine, "edges", "conflicted")
+    engine.drop(*stage_relations)
+    links = {rule: links[rule] for rule in RULES if links.get(rule)}
+    return assigned, links, refused, info
+
+
+_ASSIGNMENT_SCHEMA = ibis.schema({"rid": "int64", "root": "int64", "match_rule": "string"})
+
+
+def _connected_components(
+    engine: Engine, edges: ibis.Table, name: str, *, start: ibis.Table | None = None
+) -> tuple[ibis.Table, str, int]:
+    """Connected components of ``edges`` (rid_l, rid_r) in the engine: (rid, label = smallest rid).
+
+    Min-label propagation with pointer jumping: each round every record takes the smallest label among
+    its own and its neighbours', then the label of its label (a record of the same component, whose
+    label may already be smaller), which halves long chains instead of walking them (a shuffled chain
+    of 20,000 records takes 15 rounds). Each round is a scratch relation; the loop stops when no label
+    changed. ``start`` (rid, label) seeds the labels with the components of a subset of the edges.
+
+    Returns the labels, the name of their scratch relation (the caller drops it) and the rounds taken.
+    """
+    both = ibis.union(edges.select(src=_.rid_l, dst=_.rid_r), edges.select(src=_.rid_r, dst=_.rid_l),
+                      distinct=False)
+    arcs = engine.scratch(f"{name}_arcs", both)
+    nodes = arcs.select(rid=arcs.src).distinct()
+    if start is None:
+        labels = nodes.mutate(label=nodes.rid)
+    else:
+        labels = nodes.left_join(start, nodes.rid == start.rid).select(
+            nodes.rid, label=start.label.fill_null(nodes.rid))
+    current = f"{name}_0"
+    labels = engine.scratch(current, labels)
+    rounds = 0
+    while True:
+        rounds += 1
+        offers = arcs.join(labels, arcs.src == labels.rid).select(rid=arcs.dst, label=labels.label)
+        smallest = ibis.union(labels, offers, distinct=False).group_by("rid").agg(label=_.label.min())
+        smallest = engine.scratch(f"{name}_min", smallest)
+        hop = smallest.view()
+        jumped = smallest.join(hop, smallest.label == hop.rid).select(smallest.rid, label=hop.label)
+        following = f"{name}_{rounds}"
+        jumped = engine.scratch(following, jumped)
+        changed = jumped.join(labels, jumped.rid == labels.rid).filter(jumped.label != labels.label).count()
+        n_changed = int(engine.to_pandas(changed))
+        engine.drop(current, f"{name}_min")
+        labels, current = jumped, following
+        if n_changed == 0:
+            break
+    engine.drop(f"{name}_arcs")
+    return labels, current, rounds
+
+
 # -- union-find -----------------------------------------------------------------------------------
 
 
@@ -436,7 +604,7 @@ def _union_find(
 
     Edges are processed by rule priority (:data:`RULES`), then strength (match probability; 1 for
     exact rules) descending, then rid_l, rid_r - a fixed order, so the result does not depend on the
-    order DuckDB returned rows in. ``cannot_link`` (rid_l, rid_r) lists pairs judged different
+    order the engine returned rows in. ``cannot_link`` (rid_l, rid_r) lists pairs judged different
     people: a scored (``splink:*``) edge is refused when it would put such a pair in one cluster (a
     relative linked through the household phone to one record of a person whose other record has
     a clearly different birth date). Linked-id and deterministic edges are never refused.
@@ -551,19 +719,15 @@ def _splink_scores(
         birth_date=subset.birth_date.cast("string"),
         city=_normalized_city(subset.city),
     )
-    settings = engine.con.settings  # the private Splink connection gets the engine's limits
-    vectors_arrow, n_levels, labels = comparison_vectors(
-        model_input.to_pyarrow(),
-        to_score.select(join_key_l=_.rid_l, join_key_r=_.rid_r).to_pyarrow(),
-        threads=settings["threads"],
-        memory_limit=settings["memory_limit"],
-    )
-    raw = ibis.memtable(vectors_arrow)
-    gammas = {f"gamma_{k}": raw[f"gamma_{k}"].cast("int8") for k in n_levels}
-    vectors = engine.scratch(
-        f"{_SCRATCH}vectors",
-        raw.select(rid_l=raw.unique_id_l.cast("int64"), rid_r=raw.unique_id_r.cast("int64"), **gammas),
-    )
+    with engine.backend.splink_db_api(engine) as database:
+        raw, n_levels, labels = comparison_vectors(
+            database, model_input, to_score.select(join_key_l=_.rid_l, join_key_r=_.rid_r)
+        )
+        gammas = {f"gamma_{k}": raw[f"gamma_{k}"].cast("int8") for k in n_levels}
+        vectors = engine.scratch(
+            f"{_SCRATCH}vectors",
+            raw.select(rid_l=raw.unique_id_l.cast("int64"), rid_r=raw.unique_id_r.cast("int64"), **gammas),
+        )
     gamma_cols = list(gammas)
     patterns = engine.to_pandas(vectors.group_by(gamma_cols).agg(n=_.count()).order_by(gamma_cols))
     patterns.columns = [c.removeprefix("gamma_") for c in patterns.columns]
@@ -577,7 +741,6 @@ def _splink_scores(
     )
     summary = fit.summary()
     summary["level"] = [labels[c][lv] for c, lv in zip(summary["comparison"], summary["level"])]
-    del vectors_arrow, raw
     _drop(engine, "vectors", "posterior")
     em_info = {"iterations": fit.iterations, "converged": fit.converged,
                "log_likelihood": fit.log_likelihood, "patterns": len(patterns)}

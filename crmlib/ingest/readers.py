@@ -1,8 +1,8 @@
 """Read one source file into the engine as text columns with file row numbers.
 
-Every format becomes the same thing: a DuckDB view (or, for Excel, a table) named ``raw_<source>`` with
+Every format becomes the same thing, on either engine: a relation named ``raw_<source>`` with
 ``_row_number`` (1-based data row: row 1 is the first row after the header) and every file column as
-VARCHAR, renamed to its canonical name when the params' ``columns`` mapping (or the header itself, up
+text, renamed to its canonical name when the params' ``columns`` mapping (or the header itself, up
 to case, spaces and full-width forms) says so. Unmapped columns are kept under their own name as
 *extras*. Nothing is typed yet, so nothing is lost to type inference; :mod:`crmlib.ingest.validate`
 parses the text.
@@ -19,6 +19,11 @@ refuses, or with ``new_line`` set reads as nothing) are first streamed, 4 MiB at
 copy with LF line endings in the engine's private scratch directory (``Engine.scratch_dir``, outside
 the reports folder: the copy holds raw PII). :meth:`RawSource.discard_copy` removes it once the rows
 are stored.
+
+On Spark (``engine.kind == "spark"``) the same checks run and the same copies are made (Spark 4 reads no
+GBK or GB18030), then :mod:`crmlib.ingest._read_spark` reads the file eagerly into a scratch relation
+that has ``_row_number`` already, and lists the rejected lines at once (:attr:`RawSource.rejected`).
+The stage stores the validated rows of either with :func:`store_numbered`.
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ import ibis
 import pandas as pd
 
 from crmlib.engine import Engine
+from crmlib.ingest import _read_spark
 from crmlib.ingest import _sql_duckdb as _sql
 from crmlib.ingest.errors import IngestError
 from crmlib.params import CANONICAL_COLUMNS, KINDS, REQUIRED_COLUMNS, effective_delimiter
 
-__all__ = ["RawSource", "read_source", "rejected_rows", "transcode_to_utf8", "suggest_encoding",
+__all__ = ["RawSource", "read_source", "rejected_rows", "store_numbered", "transcode_to_utf8", "suggest_encoding",
            "sniff_file_type", "sniff_delimiter", "ENCODING_CANDIDATES", "DELIMITER_CANDIDATES"]
 
 ENCODING_CANDIDATES = ("utf-8", "gb18030", "gbk", "big5", "shift_jis", "utf-16", "latin-1")
@@ -76,7 +82,10 @@ class RawSource:
     file_columns : list[str]
         The header as it is in the file.
     rejects_table : str | None
-        For CSV: DuckDB table of lines with the wrong field count, filled when ``table`` is scanned.
+        For CSV on DuckDB: the table of lines with the wrong field count, filled when ``table`` is scanned.
+    rejected : list[tuple[int, str, str]] | None
+        For CSV on Spark: the lines with the wrong field count, found when the file was read (the
+        ``(row number, reason, line)`` triples :func:`rejected_rows` returns).
     read_path : str | None
         The UTF-8 file DuckDB scans: the source itself, or a transcoded copy in the scratch directory.
     warnings : list[str]
@@ -94,6 +103,7 @@ class RawSource:
     file_columns: list[str]
     source: dict = field(repr=False, default_factory=dict)
     rejects_table: str | None = None
+    rejected: list[tuple[int, str, str]] | None = None
     read_path: str | None = None
     warnings: list[str] = field(default_factory=list)
     # "column": ``table`` has ``_row_number``; "rowid": it has none, and the first table materialized from
@@ -347,17 +357,38 @@ def _read_csv(engine: Engine, source: dict, fmt: str, path: Path, head: bytes, s
         targets = _map_columns(header, source, kind)
         rejects = f"rejects_{name}"
         unique = _unique(header)
-        _sql.create_csv_view(engine.con, f"raw_{name}", str(read_path), header=unique,
-                             columns=list(zip(unique, targets)), delimiter=delimiter, rejects_table=rejects)
         if not _has_data_lines(Path(read_path)):
             warns.append(_no_rows_warning(name, path))
+        if engine.kind == "spark":
+            table, rejected, replaced = _read_spark.read_csv(engine, f"raw_{name}", str(read_path), header=unique,
+                                                             columns=list(zip(unique, targets)), delimiter=delimiter)
+            if replaced and copy is None:  # Spark decodes bytes that are not UTF-8 as U+FFFD, silently
+                _check_decodes(path, encoding, scratch, source=name, delimiter=delimiter)
+        else:
+            table = _sql.create_csv_view(engine, f"raw_{name}", str(read_path), header=unique,
+                                         columns=list(zip(unique, targets)), delimiter=delimiter,
+                                         rejects_table=rejects)
     except BaseException:
         if copy is not None:
             copy.unlink(missing_ok=True)
         raise
-    return _raw(source, fmt, engine.con.table(f"raw_{name}"), header, targets, rejects_table=rejects,
+    if engine.kind == "spark":
+        return _raw(source, fmt, table, header, targets, rejected=rejected, read_path=str(read_path),
+                    warnings=warns, copy=str(copy) if copy is not None else None)
+    return _raw(source, fmt, table, header, targets, rejects_table=rejects,
                 read_path=str(read_path), warnings=warns, row_numbers="rowid",
                 copy=str(copy) if copy is not None else None)
+
+
+def _check_decodes(path: Path, encoding: str, scratch: Path, *, source: str, delimiter: str) -> None:
+    """Raise the IngestError of the first byte of ``path`` that is not ``encoding`` (naming its line, row,
+    column and an encoding that fits); nothing when every byte decodes (the text holds U+FFFD itself)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    check = scratch / f"{source}.decode-check.csv"
+    try:
+        transcode_to_utf8(path, encoding, check, source=source, delimiter=delimiter)
+    finally:
+        check.unlink(missing_ok=True)
 
 
 def _no_rows_warning(name: str, path: Path) -> str:
@@ -485,14 +516,18 @@ def _mixed_line_endings(path: Path, encoding: str, *, gzipped: bool, source: str
 
 def _read_parquet(engine: Engine, source: dict, path: Path, sample_rows: int | None) -> RawSource:
     name = source["name"]
+    spark = engine.kind == "spark"
     try:
-        header = list(engine.con.read_parquet(path).columns)
-    except Exception as exc:  # a truncated or corrupt file: DuckDB's words, one line
+        header = (_read_spark.parquet_columns(engine, str(path)) if spark
+                  else _sql.parquet_columns(engine, str(path)))
+    except Exception as exc:  # a truncated or corrupt file: the engine's words, one line
         raise IngestError(f"the Parquet file cannot be read: {str(exc).splitlines()[0]}", source=name,
                           path=str(path), hint="export the data again (the file may be truncated)") from None
     targets = _map_columns(header, source, source["kind"])
-    _sql.create_parquet_view(engine.con, f"raw_{name}", str(path), columns=list(zip(header, targets)))
-    table = engine.con.table(f"raw_{name}")
+    if spark:
+        table = _read_spark.read_parquet(engine, f"raw_{name}", str(path), columns=list(zip(header, targets)))
+    else:
+        table = _sql.create_parquet_view(engine, f"raw_{name}", str(path), columns=list(zip(header, targets)))
     if sample_rows is not None:
         table = table.filter(table._row_number <= sample_rows)
     warns = [] if table.limit(1).count().execute() else [_no_rows_warning(name, path)]
@@ -512,21 +547,29 @@ def _read_jsonl(engine: Engine, source: dict, path: Path, head: bytes, scratch: 
                     break
                 dst.write(line)
         read_path = copy
+    spark = engine.kind == "spark"
     try:
-        try:
-            header = list(engine.con.read_json(read_path, format="newline_delimited").columns)
-        except Exception as exc:  # DuckDB names the line; keep its words
-            raise IngestError(f"not valid JSON lines: {str(exc).splitlines()[0]}", source=name,
-                              path=str(path), hint="each line must be one JSON object") from None
+        if spark:
+            header = _read_spark.jsonl_columns(read_path, source=name)
+        else:
+            try:
+                header = _sql.jsonl_columns(engine, str(read_path))
+            except Exception as exc:  # DuckDB names the line; keep its words
+                raise IngestError(f"not valid JSON lines: {str(exc).splitlines()[0]}", source=name,
+                                  path=str(path), hint="each line must be one JSON object") from None
         targets = _map_columns(header, source, source["kind"])
-        _sql.create_jsonl_view(engine.con, f"raw_{name}", str(read_path), columns=list(zip(header, targets)))
-        table = engine.con.table(f"raw_{name}")
+        if spark:
+            table = _read_spark.read_jsonl(engine, f"raw_{name}", str(read_path), columns=list(zip(header, targets)),
+                                           source=name)
+        else:
+            table = _sql.create_jsonl_view(engine, f"raw_{name}", str(read_path),
+                                           columns=list(zip(header, targets)))
         warns = [] if table.limit(1).count().execute() else [_no_rows_warning(name, path)]
     except BaseException:
         if copy is not None:
             copy.unlink(missing_ok=True)
         raise
-    return _raw(source, "jsonl", table, header, targets, row_numbers="rowid", warnings=warns,
+    return _raw(source, "jsonl", table, header, targets, row_numbers="column" if spark else "rowid", warnings=warns,
                 copy=str(copy) if copy is not None else None)
 
 
@@ -939,16 +982,46 @@ def _first_bad(chunk: bytes, encoding: str) -> int:
     return 0
 
 
+def store_numbered(engine: Engine, raw: RawSource, expr: ibis.Table, name: str | None = None) -> ibis.Table:
+    """Store ``expr`` - one scan of ``raw.table`` plus projections, no filter, join or sort - as the scratch
+    relation ``name`` (default ``decided_<source>``), with ``_row_number`` first.
+
+    The rows' ``_row_number`` counts the rows that split into the header's fields, in file order, on
+    either engine: on DuckDB a CSV/JSON lines scan is numbered by the store itself
+    (:func:`crmlib.ingest._sql_duckdb.create_numbered_table`, as fast as a plain copy); on Spark and for
+    Parquet and Excel ``raw.table`` has ``_row_number`` already and ``expr`` carries it. Read
+    :func:`rejected_rows` after this call (the scan fills DuckDB's rejects table), and shift the numbers
+    past the rejected lines when there are any (both engines leave them out of the count).
+
+    Raises
+    ------
+    IngestError
+        When the engine cannot parse the file at all (the scan happens here on DuckDB).
+    """
+    name = name or f"decided_{raw.name}"
+    try:
+        if raw.row_numbers == "rowid":
+            return _sql.create_numbered_table(engine, name, expr)
+        return engine.scratch(name, expr)
+    except _sql.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise IngestError(f"the file cannot be read as {raw.format}: {first}", source=raw.name, path=raw.path,
+                          hint="check `format:`, `delimiter:` and `encoding:` for this source") from None
+
+
 def rejected_rows(engine: Engine, raw: RawSource) -> list[tuple[int, str, str]]:
     """Lines DuckDB could not split into the header's fields, after ``raw.table`` has been scanned.
 
-    Returns ``(row_number, reason, raw line)`` triples (row number = file line - 1, exact when no
-    quoted field spans lines). Raises :class:`IngestError` for bytes that are not UTF-8 (a wrong
-    ``encoding:``), with the position and a suggested encoding.
+    Returns ``(row_number, reason, raw line)`` triples (row number = the file's data record: 1 is the
+    first record after the header, a quoted field spanning lines is one record). Raises
+    :class:`IngestError` for bytes that are not UTF-8 (a wrong ``encoding:``), with the position and a
+    suggested encoding (on Spark :func:`read_source` raises it).
     """
+    if raw.rejected is not None:
+        return list(raw.rejected)
     if raw.rejects_table is None:
         return []
-    rejects = _sql.csv_rejects(engine.con, raw.rejects_table)
+    rejects = _sql.csv_rejects(engine, raw.rejects_table)
     bad_text = [r for r in rejects if r[1] == "INVALID ENCODING"]
     if bad_text:
         line = bad_text[0][0]

@@ -12,8 +12,11 @@ A thin notebook calls one function per cell::
 
 Tables written (``run_dir/tables``): orders, touchpoints, events, spend, experiments, surveys, order_lines (each only
 when the params have a source of that kind), customers, identity_map, identity_links, quarantine,
-data_quality.json. Row-level work stays in the engine; pandas only sees counts and the (few) phone
-strings that need ``phonenumbers``.
+data_quality.json. Row-level work stays in the engine, DuckDB or Spark alike (no SQL here: what differs
+lives in the engine's backend and in the readers). What reaches Python is bounded by distinct values, never
+rows: counts; the distinct phone strings that are not mainland mobiles (``phonenumbers``, at most one per
+contact row); the distinct survey comments of a source (jieba, at most one per response); the rejected
+lines of a file (at most ``max(MAX_MALFORMED_LINES, 1 %)`` of its lines).
 
 Privacy: ``customer_key`` is a salted hash. The salt is the ``CRM_PII_SALT`` environment variable,
 else ``privacy.salt``, else :data:`DEFAULT_SALT` (documented, public: keys are then reproducible by
@@ -25,21 +28,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import duckdb
 import ibis
 import pandas as pd
 
+from crmlib import progress
 from crmlib.asof import as_of_end, write_as_of
 from crmlib.engine import Engine
-from crmlib.ingest import _sql_duckdb as _sql
 from crmlib.ingest.customers import build_customers, order_totals
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.normalize import normalize_email, phone_lookup
 from crmlib.ingest.quality import check_reconciliation, quality_warnings, source_quality
-from crmlib.ingest.readers import RawSource, read_source, rejected_rows
+from crmlib.ingest.readers import RawSource, read_source, rejected_rows, store_numbered
 from crmlib.ingest.validate import (ValidatedSource, duplicate_sources, redacted_columns,
                                     run_now_local, validate_source)
 from crmlib.status import record_warning
@@ -50,6 +53,8 @@ __all__ = ["IngestSummary", "run_ingest", "ingest", "resolve_salt", "DEFAULT_SAL
            "FACT_COLUMNS", "MAX_MALFORMED_LINES"]
 
 DEFAULT_SALT = "crmlib-default-salt-v1"
+# per engine: ids_<source> name -> (the decided rows it was made from, the stored ids relation)
+_STORED_IDS: "weakref.WeakKeyDictionary[Engine, dict[str, tuple[ibis.Table, ibis.Table]]]" = weakref.WeakKeyDictionary()
 MAX_MALFORMED_LINES = 200
 
 # output table -> (column, type) in contract order; the fact tables also get row_number and extras
@@ -190,11 +195,11 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
         warnings_.append("customer_key uses the public default salt: set CRM_PII_SALT (or privacy.salt) "
                          "so keys cannot be recomputed from raw ids by anyone")
     tolerance = float(params["ingest"]["future_tolerance_hours"])
-    con = engine.con
     keep_pii = bool(params["privacy"]["keep_pii"])
     max_abs_amount = params["ingest"]["max_abs_amount"]
     warnings_ += _check_duplicate_sources(engine, params)
 
+    _STORED_IDS.pop(engine, None)
     for src in params["sources"]:  # scratch left by an earlier failed run on this connection
         engine.drop(f"ids_{src['name']}")
 
@@ -205,14 +210,15 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     quarantine_parts: list[ibis.Table] = []
     # order lines are checked against their orders source's decided rows: those go first
     for src in sorted(params["sources"], key=lambda s: s["kind"] == "order_lines"):
+        progress.step(f"reading {src['name']}", done=len(decided), total=len(params["sources"]), unit="sources")
         raw = read_source(engine, src)
         warnings_ += raw.warnings
         for message in raw.warnings:  # a BOM that overrode the encoding, skipped title rows, no data rows
             record_warning(engine, "ingest", f"read {raw.name}", message)
         vs = validate_source(raw, timezone=tz, currency=run["currency"], now_local=future_cutoff,
                              future_tolerance_hours=tolerance,
-                             keep_pii=keep_pii, max_abs_amount=max_abs_amount)
-        base = _materialize_scan(engine, raw, vs)
+                             keep_pii=keep_pii, max_abs_amount=max_abs_amount, backend=engine)
+        base = store_numbered(engine, raw, vs.base)  # one scan of the file, numbered
         rejects = rejected_rows(engine, raw)
         raw.discard_copy()  # the rows are stored: a transcoded copy of the file (raw PII) goes at once
 
@@ -220,10 +226,12 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
             base = _renumber_after_rejects(engine, raw, base, rejects)
             # a line that does not split cannot be redacted field by field: all of it, when it may hold PII
             personal = raw.kind == "contacts" or bool(redacted_columns(raw, keep_pii) & {*raw.canonical, *raw.extras})
-            quarantine_parts.append(ibis.memtable(pd.DataFrame({
+            # at most max(MAX_MALFORMED_LINES, 1 % of the rows) lines (_renumber_after_rejects refuses more)
+            quarantine_parts.append(engine.scratch(f"malformed_{raw.name}", pd.DataFrame({
                 "source": raw.name, "row_number": [r[0] for r in rejects], "reason": [r[1] for r in rejects],
                 "raw": [r[2] if keep_pii or not personal else f"<redacted: malformed {raw.kind} line>"
-                        for r in rejects]}).astype({"row_number": "int64"})))
+                        for r in rejects]}).astype({"row_number": "int64"}),
+                schema=ibis.schema({"source": "string", "row_number": "int64", "reason": "string", "raw": "string"})))
         if raw.kind == "order_lines":
             owner = orders_source_of(src, params)
             base = check_line_orders(engine, raw, base, decided[owner][1], owner)
@@ -244,6 +252,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     # 2. identity records: contacts (normalized) + ids seen in every other kind
     clock = time.perf_counter()
     region = params["privacy"]["default_phone_region"]
+    progress.step("identity records")
     records, contacts, invalid = _identity_records(engine, params, decided, region=region)
     for name, checks in invalid.items():
         quality[name]["checks"].update({k: v for k, v in checks.items() if v})
@@ -254,6 +263,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     if resolve is None:
         from crmlib.ingest.identity import resolve_identities as resolve
     ident = params["ingest"]["identity"]
+    progress.step("identity resolution")
     result = resolve(engine, records, method=ident["method"],
                      match_threshold=float(ident["match_threshold"]), salt=salt)
     id_map = result.identity_map
@@ -266,6 +276,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
 
     # 3. customers, identity map, quarantine, quality
     clock = time.perf_counter()
+    progress.step("customers")
     tags = params["ingest"]["tags"]
     appearances, appearance_names = _appearances(engine, decided, params, id_map)
     if contacts is not None:
@@ -303,6 +314,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
         expr = parts[0]
         for p in parts[1:]:
             expr = expr.union(p)
+        progress.step(f"writing {kind}")
         engine.write_table(kind, expr)
         written.append(kind)
     timings["facts"] = time.perf_counter() - clock
@@ -311,10 +323,12 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
         for name in decided:
             for relation in (f"decided_{name}_orders", f"decided_{name}_renumbered", f"decided_{name}",
                              f"decided_{name}_rows",
-                             f"dups_{name}", f"raw_{name}", f"ids_{name}"):
+                             f"dups_{name}", f"raw_{name}", f"ids_{name}", f"malformed_{name}",
+                             f"comment_terms_{name}"):
                 engine.drop(relation)
         for relation in ("ingest_contacts", "ingest_identity_map", "ingest_cookie_map"):  # records: dropped above
             engine.drop(relation)
+        _STORED_IDS.pop(engine, None)
     write_as_of(engine, params)  # the run's analysis date, resolved once for every later stage
     return IngestSummary(quality=report, n_customers=n_customers, n_records=int(result.n_records),
                          tables=written, links_by_rule=links, salt_source=salt_source,
@@ -338,20 +352,6 @@ def _check_duplicate_sources(engine: Engine, params: dict) -> list[str]:
     for message in messages:
         record_warning(engine, "ingest", "sources", message)
     return messages
-
-
-def _materialize_scan(engine: Engine, raw: RawSource, vs: ValidatedSource) -> ibis.Table:
-    """Store the validated rows of one scan of the file; CSV/JSON rows are numbered by the store."""
-    try:
-        if raw.row_numbers == "rowid":
-            _sql.create_numbered_table(engine.con, f"decided_{raw.name}", ibis.to_sql(vs.base, dialect="duckdb"))
-            return engine.con.table(f"decided_{raw.name}")
-        return engine.scratch(f"decided_{raw.name}", vs.base)
-    except duckdb.Error as exc:
-        # One scan decodes the file; a failure here is a file DuckDB cannot parse at all.
-        first = str(exc).splitlines()[0]
-        raise IngestError(f"the file cannot be read as {raw.format}: {first}", source=raw.name, path=raw.path,
-                          hint="check `format:`, `delimiter:` and `encoding:` for this source") from None
 
 
 def _renumber_after_rejects(engine: Engine, raw: RawSource, table: ibis.Table,
@@ -505,7 +505,7 @@ def _identity_records(engine: Engine, params: dict, decided: dict, *, region: st
         phones = ibis.union(*phone_parts, distinct=False)
         lookup = phone_lookup(phones.raw_phone, region=region, name="ingest_phone_lookup")
         c = c.left_join(lookup, c.raw_phone == lookup.raw_phone).select(c, phone=lookup.phone)
-        c = c.mutate(email=normalize_email(c.raw_email))
+        c = c.mutate(email=normalize_email(c.raw_email, backend=engine))
         c = engine.scratch("ingest_contacts", c)
         for name in ("ingest_phone_lookup", "ingest_phone_lookup_fast", "ingest_phone_lookup_slow"):
             engine.drop(name)  # stored in the contacts now
@@ -539,13 +539,14 @@ def _distinct_ids(engine: Engine, src: dict, t: ibis.Table) -> ibis.Table:
     is built from them, so the orders are grouped in this same pass instead of read back from Parquet.
     """
     name = f"ids_{src['name']}"
-    try:
-        return engine.con.table(name)
-    except Exception:  # first use
-        loaded = t.filter((t._status == "loaded") & t.source_customer_id.notnull())
-        ids = (order_totals(loaded, "source_customer_id") if src["kind"] == "orders"
-               else loaded.select("source_customer_id").distinct())
-        return engine.scratch(name, ids)
+    stored = _STORED_IDS.setdefault(engine, {})
+    if name in stored and stored[name][0] is t:  # stored from these decided rows already
+        return stored[name][1]
+    loaded = t.filter((t._status == "loaded") & t.source_customer_id.notnull())
+    ids = (order_totals(loaded, "source_customer_id") if src["kind"] == "orders"
+           else loaded.select("source_customer_id").distinct())
+    stored[name] = (t, engine.scratch(name, ids))
+    return stored[name][1]
 
 
 def _keyed(t: ibis.Table, src: dict, id_map: ibis.Table) -> ibis.Table:
@@ -582,18 +583,21 @@ def _cookie_map(decided: dict, params: dict, id_map: ibis.Table) -> ibis.Table |
     return n.filter(n._r == 0).select(_anon="anonymous_id", _stitched="customer_key")
 
 
-def _comment_terms(engine: Engine, loaded: ibis.Table) -> ibis.Table:
+def _comment_terms(engine: Engine, loaded: ibis.Table, name: str) -> ibis.Table:
     """``loaded`` (survey rows) with ``comment_terms``: the words of each distinct comment, computed once.
 
-    Segmentation (jieba) runs in Python, so only the distinct comments leave the engine; the comment
-    itself stays in the engine's scratch database and never reaches a run table unless ``keep_pii``.
+    Segmentation (jieba) runs in Python, so only the distinct comments leave the engine - at most one per
+    survey response, in practice far fewer (a survey is answered by a share of the customers, and
+    short comments repeat); the words come back as the scratch relation ``name``. The comment itself
+    stays in the engine and never reaches a run table unless ``keep_pii``.
     """
     from crmlib.text import comment_terms
 
+    # bounded by the distinct comment texts of one survey source (<= its loaded responses)
     distinct = engine.to_pandas(loaded.filter(loaded.comment.notnull()).select("comment").distinct())
     terms = pd.DataFrame({"_comment": distinct["comment"].astype(str),
                           "_terms": [comment_terms(c) for c in distinct["comment"]]})
-    lookup = ibis.memtable(terms, schema={"_comment": "string", "_terms": "array<string>"})
+    lookup = engine.scratch(name, terms, schema=ibis.schema({"_comment": "string", "_terms": "array<string>"}))
     joined = loaded.left_join(lookup, loaded.comment == lookup._comment)
     return joined.mutate(comment_terms=joined._terms).drop("_comment", "_terms")
 
@@ -610,7 +614,7 @@ def _fact_rows(engine: Engine, vs: ValidatedSource, t: ibis.Table, params: dict,
     else:
         keyed = _keyed(loaded, src, id_map)
     if kind == "surveys" and "comment" in keyed.columns:
-        keyed = _comment_terms(engine, keyed)
+        keyed = _comment_terms(engine, keyed, f"comment_terms_{src['name']}")
     if stitch is not None and "anonymous_id" in keyed.columns:
         keyed = keyed.left_join(stitch, keyed.anonymous_id == stitch._anon)
         keyed = keyed.mutate(customer_key=ibis.coalesce(keyed.customer_key, keyed._stitched)).drop("_anon", "_stitched")

@@ -58,12 +58,12 @@ import hashlib
 import os
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import ibis
 
 from crmlib.ingest.errors import IngestError
-from crmlib.ingest.normalize import (NumberFormat, clean_text, date_problem, finite_or_null, number_format,
+from crmlib.ingest.normalize import (NumberFormat, backend_of, clean_text, date_problem, finite_or_null, number_format,
                                      number_problem, parse_bool, parse_date, parse_gender, parse_number_text,
                                      parse_timestamp)
 from crmlib.ingest.readers import RawSource
@@ -200,7 +200,8 @@ def _sha256(path: str) -> str:
 def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: dt.datetime,
                     future_tolerance_hours: float = schema_default("ingest.future_tolerance_hours"),
                     keep_pii: bool = schema_default("privacy.keep_pii"),
-                    max_abs_amount: float | None = schema_default("ingest.max_abs_amount")) -> ValidatedSource:
+                    max_abs_amount: float | None = schema_default("ingest.max_abs_amount"),
+                    backend: Any = None) -> ValidatedSource:
     """Type every column and decide every row of ``raw`` (see the module docstring for the rules).
 
     Parameters
@@ -221,6 +222,9 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
     max_abs_amount : float, optional
         ``ingest.max_abs_amount``: a number of larger magnitude is out of range (null: only the fixed
         :data:`FINITE_SAFE_BOUND`).
+    backend : Engine, backend module or engine kind, optional
+        The engine that will run the expressions (:func:`crmlib.ingest.normalize.backend_of`; default
+        DuckDB): dates and trimming are read with its functions.
 
     Raises
     ------
@@ -228,8 +232,16 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
         When the source's ``decimal``/``thousands`` cannot be used together.
     """
     kind, t = raw.kind, raw.table
+    be = backend_of(backend)
     types = COLUMN_TYPES[kind]
     date_format = raw.source["date_format"]
+    if date_format:
+        try:  # Spark translates the strftime format to a Java pattern, and refuses what has no equivalent
+            be.try_parse_timestamp(ibis.literal(""), date_format)
+        except ValueError as exc:
+            raise IngestError(str(exc), source=raw.name, path=raw.path,
+                              hint="write date_format with %Y %y %m %d %j %H %I %M %S %f %p %b %B %a %A "
+                                   "and literal text") from None
     try:
         fmt = number_format(raw.source)
     except ValueError as exc:
@@ -247,12 +259,12 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
     # positional names (for _raw).
     numbered = "_row_number" in t.columns  # else the stage numbers rows when it stores them
     trimmed = t.select(**({"_row_number": t._row_number.cast("int64")} if numbered else {}),
-                       **{f"_in_{c}": clean_text(t[c]) for c in raw.canonical},
+                       **{f"_in_{c}": clean_text(t[c], backend=be) for c in raw.canonical},
                        **{f"_o{i}": t[c] for i, c in enumerate(all_cols)})
     parsed: dict[str, ibis.Value] = {"_row_number": trimmed._row_number} if numbered else {}
     for col in raw.canonical:
         kind_of = types.get(col, "text")
-        parsed[col] = _PARSERS[kind_of](trimmed[f"_in_{col}"], timezone, date_format, fmt)
+        parsed[col] = _PARSERS[kind_of](trimmed[f"_in_{col}"], timezone, date_format, fmt, be)
         if kind_of != "text":
             parsed[f"_in_{col}"] = trimmed[f"_in_{col}"]
     if kind == "orders":
@@ -269,7 +281,7 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
         kind_of = types.get(col, "text")
         if kind_of == "number":
             failed = p[f"_in_{col}"].notnull() & p[col].isnull()
-            why[f"_why_{col}"] = ibis.ifelse(failed, number_problem(p[f"_in_{col}"], fmt), ibis.null("string"))
+            why[f"_why_{col}"] = ibis.ifelse(failed, number_problem(p[f"_in_{col}"], fmt, backend=be), ibis.null("string"))
         elif kind_of in ("timestamp", "date"):
             failed = p[f"_in_{col}"].notnull() & p[col].isnull()
             why[f"_why_{col}"] = ibis.ifelse(failed, date_problem(p[f"_in_{col}"], date_format), ibis.null("string"))
@@ -373,13 +385,15 @@ def _scan_order_number() -> ibis.Value:
     return (ibis.row_number() + 1).cast("int64")
 
 
+# (cleaned text, run.timezone, date_format, NumberFormat, backend module) -> typed value
 _PARSERS = {
-    "timestamp": lambda c, tz, dfmt, nfmt: parse_timestamp(c, timezone=tz, date_format=dfmt, cleaned=True),
-    "date": lambda c, tz, dfmt, nfmt: parse_date(c, timezone=tz, date_format=dfmt, cleaned=True),
-    "number": lambda c, tz, dfmt, nfmt: parse_number_text(c, fmt=nfmt, cleaned=True),  # finite_or_null in step 2
-    "boolean": lambda c, tz, dfmt, nfmt: parse_bool(c, cleaned=True),
-    "gender": lambda c, tz, dfmt, nfmt: parse_gender(c, cleaned=True),
-    "text": lambda c, tz, dfmt, nfmt: c,
+    "timestamp": lambda c, tz, dfmt, nfmt, be: parse_timestamp(c, timezone=tz, date_format=dfmt, cleaned=True,
+                                                               backend=be),
+    "date": lambda c, tz, dfmt, nfmt, be: parse_date(c, timezone=tz, date_format=dfmt, cleaned=True, backend=be),
+    "number": lambda c, tz, dfmt, nfmt, be: parse_number_text(c, fmt=nfmt, cleaned=True),  # finite_or_null: step 2
+    "boolean": lambda c, tz, dfmt, nfmt, be: parse_bool(c, cleaned=True),
+    "gender": lambda c, tz, dfmt, nfmt, be: parse_gender(c, cleaned=True),
+    "text": lambda c, tz, dfmt, nfmt, be: c,
 }
 
 

@@ -228,8 +228,12 @@ def funnel_counts(entries: ibis.Table, n_steps: int) -> pd.DataFrame:
         reached = t[f"t{k}"].notnull()
         aggs[f"users_{k}"] = t.user.nunique(where=reached)
         if k:
-            minutes = (t[f"t{k}"].epoch_seconds() - t[f"t{k - 1}"].epoch_seconds()) / 60.0
-            aggs[f"minutes_{k}"] = minutes.median(where=reached)
+            # seconds cast to float first: Spark reads the literal 60.0 as a DECIMAL and would round
+            seconds = (t[f"t{k}"].epoch_seconds() - t[f"t{k - 1}"].epoch_seconds()).cast("float64")
+            minutes = seconds / 60.0
+            # null where step k was not reached; no ``where=``: Spark needs a constant percentile, and Ibis
+            # turns a filtered median into one that depends on the row
+            aggs[f"minutes_{k}"] = minutes.median()
     frames = []
     for dimension in DIMENSIONS:
         value = ibis.literal(ALL) if dimension == ALL else t[dimension].cast("string")

@@ -1,4 +1,4 @@
-"""Customer journeys built in the engine (Ibis over DuckDB) and aggregated to a path table.
+"""Customer journeys built in the engine (Ibis over DuckDB or Spark) and aggregated to a path table.
 
 Definitions (also returned in ``JourneyResult.conventions``)
 -----------------------------------------------------------
@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from crmlib.engine import drop_beside, scratch_beside
 from crmlib.i18n import N_
 from crmlib.params import schema_default
 
@@ -224,7 +225,7 @@ def build_journeys(
     j = cache.store(j)
     measures = ["conversions", "value", "new_customers"] + (["new_clv"] if clv is not None else [])
     conv_paths = j.group_by("conv_id").agg(
-        path=j.step.collect(order_by=[j.touch_ts, j.step]),
+        path=_ordered_steps(j),
         n_touches=j.count(),
         first_touch_ts=j.touch_ts.min(),
     )
@@ -237,8 +238,10 @@ def build_journeys(
     jp = j.join(conv_paths.select("conv_id", "path"), "conv_id")
     jp = jp.mutate(conversions=ibis.literal(1.0), value=jp.amount, new_customers=jp.is_new)
     decay = jp.group_by(["path", "pos"]).agg(**{f"decay_{m}": (jp[m] * jp.w).sum() for m in measures})
-    decay = _fetch(decay.group_by("path").agg(**{f"decay_{m}": decay[f"decay_{m}"].collect(order_by=decay.pos)
-                                                 for m in measures}))
+    by_pos = decay.group_by("path").agg(
+        cells=ibis.struct({"pos": decay.pos, **{m: decay[f"decay_{m}"] for m in measures}}).collect().sort())
+    decay = _fetch(by_pos.select("path", **{f"decay_{m}": by_pos.cells.map(_field(m))
+                                            for m in measures}))
 
     # -- non-converting journeys ------------------------------------------------------------------
     nt = in_period.filter(in_period.customer_key.notnull()).select("customer_key", "touch_ts", "step")
@@ -246,9 +249,7 @@ def build_journeys(
     nt = nt.filter(nt.last_order_ts.isnull() | (nt.touch_ts > nt.last_order_ts))
     nt = nt.mutate(last_touch_ts=nt.touch_ts.max().over(ibis.window(group_by=nt.customer_key)))
     nt = nt.filter(nt.touch_ts >= nt.last_touch_ts - lookback)
-    null_journeys = nt.group_by("customer_key").agg(
-        path=nt.step.collect(order_by=[nt.touch_ts, nt.step]), n_touches=nt.count()
-    )
+    null_journeys = nt.group_by("customer_key").agg(path=_ordered_steps(nt), n_touches=nt.count())
     null_journeys = cache.store(null_journeys)
     paths_null = _fetch(null_journeys.group_by("path").agg(nulls=null_journeys.count()))
 
@@ -273,7 +274,8 @@ def build_journeys(
         .fillna(0).rename(columns={"n_touches": "touches"}).sort_values("touches", ignore_index=True)
     )
     lengths[["converting", "non_converting"]] = lengths[["converting", "non_converting"]].astype("int64")
-    days = ((conv_paths.order_ts.epoch_seconds() - conv_paths.first_touch_ts.epoch_seconds()) / 86400.0).floor()
+    seconds = (conv_paths.order_ts.epoch_seconds() - conv_paths.first_touch_ts.epoch_seconds()).cast("float64")
+    days = (seconds / 86400.0).floor()  # a float first: Spark reads 86400.0 as a DECIMAL rounded to 6 places
     ttc = conv_paths.mutate(days=days.cast("int64"))
     time_to_convert = (
         ttc.group_by("days").agg(conversions=ttc.count()).to_pandas().sort_values("days", ignore_index=True)
@@ -307,29 +309,37 @@ def build_journeys(
 
 
 class _Scratch:
-    """Temporary tables in the inputs' backend, so that an intermediate used by several queries is
-    computed once (DuckDB would otherwise re-run the join for each)."""
+    """The journeys' intermediates kept as the engine's scratch relations (:func:`crmlib.engine.scratch_beside`),
+    so that one used by several queries is computed once (DuckDB would otherwise re-run the join for each,
+    Spark the whole lineage)."""
 
     def __init__(self, table: ibis.Table) -> None:
-        try:
-            self.con = table.get_backend()
-        except Exception:  # noqa: BLE001 - an unbound expression: just do not cache
-            self.con = None
+        self.table = table
         self.names: list[str] = []
 
     def store(self, expr: ibis.Table) -> ibis.Table:
-        if self.con is None or not hasattr(self.con, "create_table"):
-            return expr
         name = f"_roi_journeys_{uuid.uuid4().hex[:12]}"
         self.names.append(name)
-        return self.con.create_table(name, expr, temp=True)
+        return scratch_beside(self.table, name, expr)
 
     def drop(self) -> None:
-        for name in self.names:
-            try:
-                self.con.drop_table(name, force=True)
-            except Exception:  # noqa: BLE001 - temp tables vanish with the connection anyway
-                pass
+        drop_beside(self.table, *self.names)
+
+
+def _ordered_steps(touches: ibis.Table) -> ibis.ArrayValue:
+    """Each group's ``step`` numbers ordered by ``(touch_ts, step)``, as an array.
+
+    Spark has no ordered ``collect``: the pairs are collected as structs and the array sorted (structs
+    sort field by field on both engines), then the steps read out of it. Two touches equal in both
+    fields give the same step, so ties cannot change a path.
+    """
+    pairs = ibis.struct({"touch_ts": touches.touch_ts, "step": touches.step}).collect().sort()
+    return pairs.map(lambda pair: pair.step)
+
+
+def _field(name: str):
+    """A function reading the field ``name`` of a struct (for ``ArrayValue.map``)."""
+    return lambda cell: cell[name]
 
 
 def _fetch(expr: ibis.Table) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crmlib import progress
 from crmlib.asof import resolve_period_end
 from crmlib.i18n import N_, _
 from crmlib.roi.budget import BudgetResult, reallocate_budget
@@ -483,18 +484,22 @@ def run_roi(engine, params: dict) -> None:
     ``funnel`` (:func:`crmlib.roi.funnel.funnel_stage`). A step that cannot be computed writes nothing (and
     removes a stale copy); its reason is in ``warnings.jsonl``.
     """
+    progress.step("journeys")
     journeys = journeys_stage(engine, params)
+    progress.step("attribution and ROI")
     table = roi_stage(engine, params)
     if isinstance(table, Unavailable):
         engine.remove_tables("roi_summary")
     else:
         disagreement_stage(engine, params)
         engine.write_json("roi_summary", _summary(engine, table, journeys))
+    progress.step("media-mix model")
     model = mmm_stage(engine, params)
     if isinstance(model, MediaMixModel):
         engine.write_table("roi_response_curves", model.response_curves())
     else:
         engine.remove_tables("roi_response_curves")
+    progress.step("budget reallocation")
     budget = budget_stage(engine, params)
     if isinstance(budget, BudgetResult):
         engine.write_json("roi_budget_summary", {
@@ -503,6 +508,7 @@ def run_roi(engine, params: dict) -> None:
             "caveats": list(budget.caveats)})
     else:
         engine.remove_tables("roi_budget_summary")
+    progress.step("funnel")
     funnel_stage(engine, params)
 
 

@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from crmlib import progress
 from crmlib.i18n import N_, _
 from crmlib.params import schema_default
 from crmlib.present import fmt_count, fmt_number, fmt_percent
@@ -288,6 +289,7 @@ def feedback_stage(engine, params: dict) -> FeedbackResult | Unavailable | None:
     cannot answer (too few answers), else the :class:`FeedbackResult`. A table of an earlier run is
     removed first, so a stale one never passes for this run's.
     """
+    progress.step("survey comments")
     from crmlib.asof import resolve_as_of
 
     engine.remove_tables(TABLE)

@@ -600,10 +600,13 @@ class ProductRecommender:
             pairs = pairs.filter(pairs.other_category.isnull()
                                  | ~pairs.other_category.isin(list(self.exclude_categories)))
         total = float(max(self.n_baskets_, 1))
+        # counts cast to float before meeting ``total``: Spark reads a float literal as a DECIMAL, and the
+        # quotient would be rounded to 6 places
+        together = pairs.baskets.cast("float64")
         scored = pairs.mutate(
-            support=pairs.baskets / total,
+            support=together / total,
             confidence=pairs.baskets / pairs.own_baskets,
-            lift=pairs.baskets * total / (pairs.own_baskets * pairs.other_baskets),
+            lift=together * total / (pairs.own_baskets * pairs.other_baskets),
             cosine=pairs.baskets / (pairs.own_baskets.cast("float64") * pairs.other_baskets).sqrt())
         # two best-sellers share many baskets by chance alone: a partner must be bought with the product
         # more often than chance (lift above 1), or "often bought with" would not be true

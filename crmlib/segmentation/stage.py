@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from crmlib import progress
 from crmlib.asof import resolve_as_of as _resolve_as_of
 from crmlib.i18n import N_, _
 from crmlib.report import write_people_csv
@@ -55,6 +56,7 @@ from crmlib.segmentation.tiers import (
     churn_risk_tier,
     churn_warning_list,
     csat_by_segment,
+    latest_survey_answers,
     loyalty_spend,
     loyalty_tiers,
     migration_matrix,
@@ -141,8 +143,10 @@ def resolve_as_of(engine, params: dict) -> str:
 
 def rfm_stage(engine, params: dict) -> pd.DataFrame:
     """RFM features (Ibis) and tie-safe scores; writes ``tables/rfm.parquet``; returns the scored frame."""
+    progress.step("RFM")
     as_of = resolve_as_of(engine, params)
     features = engine.to_pandas(rfm_features(engine.table("orders"), as_of))
+    progress.step("RFM scores", done=len(features), unit="customers")
     scored = score_rfm(features)
     scored["as_of"] = pd.Timestamp(as_of)
     out = scored[RFM_COLUMNS + ["rfm_score", "last_purchase", "as_of"]]
@@ -157,6 +161,7 @@ def _rfm(engine, params: dict) -> pd.DataFrame:
 def segments_stage(engine, params: dict) -> pd.DataFrame:
     """Segment table (size, shares of customers and revenue, mean R/F/M) from ``rfm.parquet``; writes
     ``tables/segments.parquet`` (the report and its findings read it)."""
+    progress.step("RFM segments")
     table = segment_table(_rfm(engine, params))
     engine.write_table("segments", table)
     table.attrs["as_of"] = resolve_as_of(engine, params)
@@ -169,6 +174,7 @@ def clusters_stage(engine, params: dict) -> ClusterResult | Unavailable:
     Too few distinct customers for the clusters: the reason is recorded and returned (an
     :class:`~crmlib.status.Unavailable`) and no clusters table is written.
     """
+    progress.step("clusters")
     cfg = segmentation_settings(params)
     rfm = _rfm(engine, params)
     result = guard(engine, STAGE, N_("clusters"), lambda: fit_clusters(rfm, cfg["k"], k_min=cfg["k_min"],
@@ -257,11 +263,13 @@ def _clv_values(bg, gg, summary: pd.DataFrame, cfg: dict) -> pd.DataFrame:
 
 
 def _fit_clv(engine, params: dict) -> CLVStageResult | Unavailable:
+    progress.step("CLV fit")
     cfg = segmentation_settings(params)
     as_of = resolve_as_of(engine, params)
     unit = cfg["time_unit"]
     expr = repeat_purchase_summary(engine.table("orders"), as_of, time_unit=unit, holdout_end=cfg["holdout_end"])
     summary = engine.to_pandas(expr)
+    progress.step("CLV fit", done=len(summary), unit="customers")
     bg = guard(engine, STAGE, N_("BG/NBD purchase model"), lambda: _fit_bgnbd(summary, cfg, as_of))
     if isinstance(bg, Unavailable):
         engine.remove_tables("clv", "clv_model")
@@ -351,6 +359,7 @@ def clv_by_segment(engine, params: dict) -> pd.DataFrame | Unavailable:
     ``attrs["summary"]`` holds per segment: customers, mean/median/total CLV and mean P(alive) (CLV
     columns null when the spend model could not be fitted). Without a purchase model: its Unavailable.
     """
+    progress.step("CLV by segment")
     clv = _clv(engine, params)
     if isinstance(clv, Unavailable):
         engine.remove_tables("clv_segments")
@@ -381,6 +390,7 @@ def churn_stage(engine, params: dict) -> pd.DataFrame | Unavailable:
     ``attrs["tier_counts"]`` holds the customer count per risk tier. The tiers come from the BG/NBD
     P(alive): without that model the reason is recorded and returned, and no tier table is written.
     """
+    progress.step("churn risk")
     cfg = segmentation_settings(params)
     clv = _clv(engine, params)
     if isinstance(clv, Unavailable):
@@ -416,6 +426,7 @@ def loyalty_stage(engine, params: dict) -> tuple[pd.DataFrame, pd.DataFrame | Un
     Returns (per-customer tiers, migration matrix of counts). The matrix is an
     :class:`~crmlib.status.Unavailable` (reason recorded) when no customer bought up to ``as_of``.
     """
+    progress.step("loyalty tiers")
     cfg = segmentation_settings(params)
     as_of = resolve_as_of(engine, params)
     spend = engine.to_pandas(loyalty_spend(engine.table("orders"), as_of))
@@ -434,18 +445,22 @@ def surveys_stage(engine, params: dict, segment_col: str = "segment") -> dict[st
     A question nobody answered (no score up to ``as_of`` from a known customer) is an
     :class:`~crmlib.status.Unavailable` with the reason recorded.
     """
+    progress.step("surveys")
     if not engine.has_table("surveys"):
         return None
     engine.remove_tables("nps_by_segment", "csat_by_segment")
-    surveys = engine.to_pandas(engine.table("surveys"))
+    surveys = engine.table("surveys")
+    survey_rows = int(engine.to_pandas(surveys.count()))
     segments = _rfm(engine, params)[["customer_key", segment_col]]
     as_of = resolve_as_of(engine, params)
     out = {}
     for name, column, step, compute in (("nps", "nps_score", N_("NPS by segment"), nps_by_segment),
                                         ("csat", "csat", N_("CSAT by segment"), csat_by_segment)):
-        answers = surveys if column in surveys.columns else surveys.assign(**{column: float("nan")})
+        # the latest answer per customer, chosen in the engine: at most one row per customer reaches pandas
+        answers = engine.to_pandas(latest_survey_answers(surveys, column, as_of))
         out[name] = guard(engine, STAGE, step,
-                          lambda c=compute, a=answers: c(a, segments, as_of=as_of, segment_col=segment_col))
+                          lambda c=compute, a=answers: c(a, segments, as_of=as_of, segment_col=segment_col,
+                                                         survey_rows=survey_rows))
         if isinstance(out[name], pd.DataFrame):
             engine.write_table(f"{name}_by_segment", out[name])
     return out
@@ -456,6 +471,7 @@ def audiences_stage(engine, params: dict) -> pd.DataFrame:
 
     Churn-risk audiences need the BG/NBD P(alive); without it only the segment audiences are written.
     """
+    progress.step("audiences")
     members = _rfm(engine, params)[["customer_key", "segment"]]
     clv = _clv(engine, params)
     columns = ["segment"]
@@ -485,6 +501,7 @@ def recommendations_stage(engine, params: dict):
     reason when they cannot support a recommender, else a
     :class:`~crmlib.segmentation.recommend.RecommendationResult`.
     """
+    progress.step("recommendations")
     from crmlib.segmentation.recommend import RecommendSettings, run_recommendations
 
     settings = RecommendSettings.from_params(params["segmentation"].get("recommend"))

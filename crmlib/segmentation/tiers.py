@@ -42,6 +42,7 @@ __all__ = [
     "migration_matrix",
     "nps_by_segment",
     "csat_by_segment",
+    "latest_survey_answers",
 ]
 
 #: Churn-risk tiers, most at risk first; stored in English, shown through ``_()`` (the ``label`` kind).
@@ -152,6 +153,24 @@ def migration_matrix(tiered: pd.DataFrame, tiers: list[dict] | None = None, norm
     return table
 
 
+def latest_survey_answers(surveys: ibis.Table, column: str, as_of: str | date) -> ibis.Table:
+    """Each known customer's latest answer to ``column`` up to the end of ``as_of`` (Ibis): ``customer_key,
+    response_ts, <column>``, at most one row per customer, so the NPS and CSAT estimators never need the
+    whole surveys table in pandas.
+
+    Of two answers at one time the one from the later source row counts, so the choice is the same on
+    every engine. A table without ``column`` gives no rows.
+    """
+    if column not in surveys.columns:
+        return surveys.select("customer_key", "response_ts", **{column: ibis.null("float64")}).limit(0)
+    end = ibis.literal(_as_date(as_of) + timedelta(days=1), type="date").cast("timestamp")
+    s = surveys.filter(surveys[column].notnull(), surveys.customer_key.notnull(), surveys.response_ts < end)
+    newest_first = [ibis.desc(s.response_ts)] + [ibis.desc(s[c]) for c in ("source", "row_number") if c in s.columns]
+    s = s.mutate(_newest=ibis.row_number().over(group_by=s.customer_key, order_by=newest_first))
+    latest = s.filter(s._newest == 0)
+    return latest.select("customer_key", "response_ts", **{column: latest[column].cast("float64")})
+
+
 def _latest_answers(surveys: pd.DataFrame, column: str, as_of: str | date | None) -> pd.DataFrame:
     s = surveys.dropna(subset=[column, "customer_key"])
     if as_of is not None:
@@ -160,17 +179,18 @@ def _latest_answers(surveys: pd.DataFrame, column: str, as_of: str | date | None
 
 
 def _per_segment(surveys: pd.DataFrame, segments: pd.DataFrame, column: str, as_of, segment_col: str,
-                 one) -> pd.DataFrame:
+                 one, survey_rows: int | None = None) -> pd.DataFrame:
     """``one(answers)`` for each segment's latest answers in ``column``, plus an "all" row.
 
-    Customers without a segment are grouped as "unsegmented".
+    Customers without a segment are grouped as "unsegmented". ``survey_rows``: the size of the whole
+    surveys table, for the message, when ``surveys`` holds only its latest answers.
     """
     latest = _latest_answers(surveys, column, as_of)
     if latest.empty:
         question = {"nps_score": "NPS (nps_score)", "csat": "CSAT (csat)"}.get(column, column)
         raise CannotCompute(_("{question} needs survey answers from known customers up to as_of; the surveys "
                               "({rows} rows) have none with a score.").format(question=question,
-                                                                             rows=fmt_count(len(surveys))))
+                                                                             rows=fmt_count(len(surveys) if survey_rows is None else survey_rows)))
     merged = latest.merge(segments[["customer_key", segment_col]], on="customer_key", how="left")
     merged[segment_col] = merged[segment_col].fillna(UNSEGMENTED)
     rows = [{segment_col: seg, **one(g)} for seg, g in merged.groupby(segment_col)]
@@ -186,11 +206,14 @@ def nps_by_segment(
     as_of: str | date | None = None,
     level: float = 0.95,
     segment_col: str = "segment",
+    survey_rows: int | None = None,
 ) -> pd.DataFrame:
     """NPS per segment (fraction in [-1, 1]) with a multinomial-variance Wald CI; see the module docstring.
 
-    ``surveys``: customer_key, response_ts, nps_score. ``segments``: customer_key and ``segment_col``.
-    Customers without a segment are grouped as "unsegmented". An "all" row is appended.
+    ``surveys``: customer_key, response_ts, nps_score (all answers, or only the latest per customer from
+    :func:`latest_survey_answers`). ``segments``: customer_key and ``segment_col``. Customers without a
+    segment are grouped as "unsegmented". An "all" row is appended. ``survey_rows``: the whole surveys
+    table's size, named when no answer counts (default ``len(surveys)``).
     """
     z = stats.norm.ppf(0.5 + level / 2)
 
@@ -212,7 +235,7 @@ def nps_by_segment(
             "ci_high": min(1.0, nps + z * se),
         }
 
-    out = _per_segment(surveys, segments, "nps_score", as_of, segment_col, one)
+    out = _per_segment(surveys, segments, "nps_score", as_of, segment_col, one, survey_rows)
     out.attrs["method"] = (
         f"NPS = P(9-10) - P(0-6); Wald {level:.0%} CI with multinomial variance; latest answer per customer"
     )
@@ -226,8 +249,11 @@ def csat_by_segment(
     as_of: str | date | None = None,
     level: float = 0.95,
     segment_col: str = "segment",
+    survey_rows: int | None = None,
 ) -> pd.DataFrame:
-    """Mean CSAT (1-5) with a t CI and the share of 4-5 answers with a Wilson CI, per segment (+ "all")."""
+    """Mean CSAT (1-5) with a t CI and the share of 4-5 answers with a Wilson CI, per segment (+ "all").
+
+    ``surveys`` and ``survey_rows`` as in :func:`nps_by_segment`."""
 
     def one(group: pd.DataFrame) -> dict:
         score = group["csat"].astype(float).to_numpy()
@@ -247,6 +273,6 @@ def csat_by_segment(
             "share_ci_high": float(share_high),
         }
 
-    out = _per_segment(surveys, segments, "csat", as_of, segment_col, one)
+    out = _per_segment(surveys, segments, "csat", as_of, segment_col, one, survey_rows)
     out.attrs["method"] = f"mean with t {level:.0%} CI; share of 4-5 with Wilson CI; latest answer per customer"
     return out

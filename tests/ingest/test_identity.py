@@ -14,7 +14,7 @@ from scipy.sparse.csgraph import connected_components
 from crmlib.engine import Engine
 from crmlib.ingest._identity_em import fit_fellegi_sunter
 from tests.ingest.support.identity_synth import make_identity_records
-from crmlib.ingest.identity import _union_find, pairwise_scores, resolve_identities
+from crmlib.ingest.identity import RULES, _clusters, _union_find, pairwise_scores, resolve_identities
 
 SALT = "test-salt"
 # With cannot-links guarding precision, "more likely the same person than not" is the operating
@@ -70,7 +70,7 @@ def engine(tmp_path_factory) -> Engine:
 def splink_result(engine, data):
     records, _ = data
     # the stage hands over an Ibis table on the engine
-    table = engine.con.create_table("test_identity_records", records, overwrite=True)
+    table = engine.scratch("test_identity_records", records)
     return resolve_identities(engine, table, method="splink", salt=SALT, match_threshold=THRESHOLD)
 
 
@@ -247,6 +247,60 @@ def test_union_find_refuses_scored_link_across_cannot_link():
     assert root[3] == root[4]  # a linked id is explicit evidence: never refused
     assert refused == 1
     assert list(rule_of) == ["splink:email", "splink:email", "singleton", "linked_id", "linked_id"]
+
+
+def random_graph(seed: int, n: int = 300, n_edges: int = 330, n_cannot: int = 120,
+                 rules: tuple[str, ...] = RULES) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Accepted edges of ``rules`` with tied and distinct strengths, and cannot-links, on ``n`` records."""
+    rng = np.random.default_rng(seed)
+    left, right = rng.integers(0, n, n_edges), rng.integers(0, n, n_edges)
+    keep = left != right
+    edges = pd.DataFrame({"rid_l": np.minimum(left, right)[keep], "rid_r": np.maximum(left, right)[keep]})
+    edges = edges.drop_duplicates().reset_index(drop=True)
+    edges["rule"] = rng.choice(list(rules), len(edges))
+    edges["strength"] = np.where(edges["rule"].str.startswith("splink:"), rng.choice([0.91, 0.95, 0.99], len(edges)), 1.0)
+    a, b = rng.integers(0, n, n_cannot), rng.integers(0, n, n_cannot)
+    cannot = pd.DataFrame({"rid_l": np.minimum(a, b), "rid_r": np.maximum(a, b)})[a != b].drop_duplicates()
+    return edges.astype({"rid_l": "int64", "rid_r": "int64"}), cannot.astype("int64")
+
+
+def assert_clusters_match_union_find(engine: Engine, edges: pd.DataFrame, cannot: pd.DataFrame | None) -> dict:
+    """The engine's clustering equals the sequential union-find: roots, match rules, links, refusals."""
+    ends = [edges[["rid_l", "rid_r"]].to_numpy()] + ([] if cannot is None else [cannot.to_numpy()])
+    n = int(max(e.max() for e in ends if e.size)) + 1
+    root, rule_of, links, refused = _union_find(n, edges, cannot)
+    schema = {"rid_l": "int64", "rid_r": "int64", "rule": "string", "strength": "float64"}
+    accepted = engine.scratch("test_edges", edges, schema=schema)
+    cannot_table = None if cannot is None else engine.scratch(
+        "test_cannot", cannot, schema={"rid_l": "int64", "rid_r": "int64"})
+    assigned, links_engine, refused_engine, info = _clusters(engine, accepted, cannot_table)
+    got = engine.to_pandas(assigned).sort_values("rid").reset_index(drop=True)
+    linked = np.flatnonzero(rule_of != "singleton")
+    assert got["rid"].tolist() == linked.tolist()
+    assert got["root"].tolist() == root[linked].tolist()
+    assert got["match_rule"].astype(str).tolist() == rule_of[linked].tolist()
+    assert links_engine == links and refused_engine == refused
+    engine.drop("test_edges", "test_cannot")
+    return info
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_engine_clusters_equal_union_find(engine, seed):
+    edges, cannot = random_graph(seed)
+    info = assert_clusters_match_union_find(engine, edges, cannot)
+    assert info["conflicted_components"] > 0  # the driver path (cannot-links inside a component) is covered
+    assert info["driver_records"] < 300
+    info = assert_clusters_match_union_find(engine, edges, None)
+    assert info["driver_records"] == 0  # no cannot-links: everything stays in the engine
+    assert len(info["stages"]) == len(set(edges["rule"]))
+
+
+def test_engine_clusters_follow_a_long_chain(engine):
+    # a path 0-1-...-199 given in shuffled order: pointer jumping needs far fewer rounds than its length
+    order = np.random.default_rng(4).permutation(199)
+    edges = pd.DataFrame({"rid_l": order, "rid_r": order + 1, "rule": "email", "strength": 1.0})
+    info = assert_clusters_match_union_find(engine, edges, None)
+    assert info["stages"][0]["iterations"] <= 2 * np.log2(200)
 
 
 def test_em_recovers_known_parameters():

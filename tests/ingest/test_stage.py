@@ -13,7 +13,7 @@ from crmlib.ingest import stage
 from tests.ingest.support.fixture import NOW, stand_in_resolver, write_fixture
 from crmlib.ingest.errors import IngestError
 from crmlib.ingest.stage import DEFAULT_SALT, ingest, run_ingest
-from crmlib.ingest.readers import read_source
+from crmlib.ingest.readers import read_source, store_numbered
 from crmlib.ingest.validate import validate_source
 from crmlib.params import complete_source, validate_params
 from crmlib.ingest import _sql_duckdb as _sql
@@ -204,12 +204,12 @@ def test_row_numbers_of_a_big_file_read_in_parallel(tmp_path):
         raw = read_source(eng, complete_source({"name": "c", "kind": "contacts", "path": str(path),
                                                 "columns": {"customer_id": "source_customer_id"}}))
         vs = validate_source(raw, timezone="Asia/Shanghai", currency="CNY", now_local=NOW.replace(tzinfo=None))
-        t = stage._materialize_scan(eng, raw, vs)
+        t = store_numbered(eng, raw, vs.base)
         wrong = t.filter(t.source_customer_id != "C" + t._row_number.cast("string"))
         assert t.count().execute() == 1_000_000 and wrong.count().execute() == 0
         assert eng.con.raw_sql("SELECT current_setting('disabled_optimizers')").fetchone()[0] == ""
         with pytest.raises(RuntimeError, match="HASH_GROUP_BY"):
-            _sql.create_numbered_table(eng.con, "grouped", "SELECT gender, count(*) AS n FROM raw_c GROUP BY 1")
+            _sql.create_numbered_table(eng, "grouped", "SELECT gender, count(*) AS n FROM raw_c GROUP BY 1")
 
 
 def test_engine_scratch_replaces_a_relation(tmp_path):
