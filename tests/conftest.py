@@ -11,7 +11,7 @@ import pytest
 
 # The parity suite's shared fixtures (one SparkSession per process, the CI sample and its DuckDB run),
 # available to every test file; importing them costs nothing until a test asks for one.
-from tests.spark_support import ci_duckdb_run, ci_sample, spark_session  # noqa: F401
+from tests.spark_support import ci_duckdb_run, ci_sample, engines, spark_session  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-__all__ = ["SPARK_SETTINGS", "DUCKDB_SETTINGS", "spark_session", "both_engines", "assert_same_table",
+__all__ = ["SPARK_SETTINGS", "DUCKDB_SETTINGS", "spark_session", "engines", "both_engines", "assert_same_table",
            "comparable_frame", "table_frame", "ci_sample", "ci_duckdb_run", "run_cli", "with_engine"]
 
 #: The Spark engine the tests run: two local cores and a small JVM (the test machine is shared). Few
@@ -60,6 +60,19 @@ def spark_session(tmp_path_factory) -> Iterator[Any]:
     finally:
         starter.close()
         session.stop()
+
+
+@pytest.fixture(scope="module")
+def engines(spark_session, tmp_path_factory) -> Iterator[tuple[Any, Any]]:
+    """A DuckDB engine and a Spark engine (:data:`SPARK_SETTINGS`) on the test process's one SparkSession,
+    each on its own empty run folder, for a test module."""
+    from crmlib.engine import Engine
+
+    duck = Engine(tmp_path_factory.mktemp("duck"))
+    spark = Engine(tmp_path_factory.mktemp("spark"), settings=SPARK_SETTINGS)
+    yield duck, spark
+    spark.close()
+    duck.close()
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-__all__ = ["KINDS", "backend_module"]
+__all__ = ["KINDS", "backend_module", "ClosingContext"]
 
 #: The engines a params file may name in ``engine.kind``.
 KINDS = ("duckdb", "spark")
@@ -32,3 +32,16 @@ def backend_module(kind: str) -> ModuleType:
     else:
         raise ValueError(f"unknown engine kind {kind!r}; use one of {', '.join(KINDS)}")
     return module
+
+
+class ClosingContext:
+    """A resource whose ``close()`` runs when a ``with`` block ends (the backends' Splink databases)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

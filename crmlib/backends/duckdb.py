@@ -15,6 +15,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 
+from crmlib.backends import ClosingContext
+
 __all__ = ["connect", "scratch", "drop", "read_parquet", "write_parquet", "default_memory_limit", "quote_ident",
            "quote_literal", "drop_relation", "configure", "MEMORY_SHARE", "MEMORY_FLOOR", "MEMORY_CEILING",
            "char_levenshtein", "char_jaro_winkler", "splink_db_api", "SplinkDatabase"]
@@ -225,7 +227,7 @@ def char_jaro_winkler(a: ibis.Value, b: ibis.Value) -> ibis.Value:
 # -- Splink ------------------------------------------------------------------------------------------
 
 
-class SplinkDatabase:
+class SplinkDatabase(ClosingContext):
     """Where Splink computes on DuckDB: a private in-memory connection with the engine's limits.
 
     Splink writes many intermediate tables; on the engine's own database they would go to its file.
@@ -269,12 +271,6 @@ class SplinkDatabase:
 
     def close(self) -> None:
         self.con.close()
-
-    def __enter__(self) -> "SplinkDatabase":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def splink_db_api(engine: Any) -> SplinkDatabase:

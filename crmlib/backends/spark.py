@@ -28,6 +28,8 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 
+from crmlib.backends import ClosingContext
+
 __all__ = ["connect", "scratch", "drop", "read_parquet", "write_parquet", "session_conf", "char_levenshtein",
            "splink_db_api", "SplinkDatabase"]
 
@@ -288,7 +290,7 @@ def char_levenshtein(a: ibis.Value, b: ibis.Value) -> ibis.Value:
 # -- Splink ------------------------------------------------------------------------------------------
 
 
-class SplinkDatabase:
+class SplinkDatabase(ClosingContext):
     """Where Splink computes on Spark: the engine's own session, nothing pulled to the driver.
 
     Splink's Spark API registers the similarity functions of its jar (``jaro_winkler``; the jar is on
@@ -330,12 +332,6 @@ class SplinkDatabase:
                 except Exception:  # a view whose input is gone: nothing cached to release
                     pass
                 self._session.catalog.dropTempView(table.name)
-
-    def __enter__(self) -> "SplinkDatabase":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def splink_db_api(engine: Any) -> SplinkDatabase:

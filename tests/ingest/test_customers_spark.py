@@ -8,10 +8,8 @@ runtime: without one this test fails (it is never skipped).
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from crmlib.engine import Engine
-from tests.spark_support import SPARK_SETTINGS
 from crmlib.ingest.customers import build_customers
 
 IDENTITY = pd.DataFrame({"source": ["crm", "crm", "pos", "pos", "web"],
@@ -39,13 +37,6 @@ APPEARANCES = pd.DataFrame({"customer_key": ["A", "A", "B", "C", "C"],
                             "source": ["crm", "pos", "crm", "pos", "web"]})
 
 
-@pytest.fixture(scope="module")
-def engines(spark_session, tmp_path_factory):
-    duck = Engine(tmp_path_factory.mktemp("duck"))
-    spark = Engine(tmp_path_factory.mktemp("spark"), settings=SPARK_SETTINGS)
-    yield duck, spark
-    spark.close()
-    duck.close()
 
 
 def _customers(engine: Engine) -> pd.DataFrame:

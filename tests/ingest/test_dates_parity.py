@@ -15,10 +15,8 @@ import zoneinfo
 
 import ibis
 import pandas as pd
-import pytest
 
 from crmlib.engine import Engine
-from tests.spark_support import SPARK_SETTINGS
 from crmlib.ingest.normalize import (TIMESTAMP_FORMATS, clean_text, date_problem, parse_number, parse_timestamp)
 
 ZONE = "Asia/Shanghai"
@@ -116,14 +114,6 @@ BAD_VALUES: list[tuple[str | None, str | None]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engines(spark_session, tmp_path_factory):
-    """A DuckDB engine and a Spark engine (``local[2]``) on the test process's one SparkSession."""
-    duck = Engine(tmp_path_factory.mktemp("duck"))
-    spark = Engine(tmp_path_factory.mktemp("spark"), settings=SPARK_SETTINGS)
-    yield duck, spark
-    spark.close()
-    duck.close()
 
 
 def _texts(engine: Engine, texts: list[str | None]) -> ibis.Table:

@@ -425,6 +425,29 @@ def test_fit_applies_the_basket_cap_only_to_larger_baskets(engine):
     assert ("A", "B") in capped_pairs and not any("H" in pair for pair in capped_pairs)
 
 
+def test_history_scored_a_block_of_entries_at_a_time_gives_the_same_lists(engine, monkeypatch):
+    import crmlib.segmentation.recommend as recommend
+
+    def lists(rec):
+        table = pd.concat([rec.recommendations(name).to_pandas() for name in ("next_basket", "cross_sell")])
+        return table.sort_values(["customer_key", "list", "rank"]).reset_index(drop=True)
+
+    def repeat_scores(rec):
+        # by customer key: the engine returns the customers in no fixed order
+        entries = rec._repeat.tocoo()
+        frame = pd.DataFrame({"customer_key": rec.customers_.to_numpy(zero_copy_only=False)[entries.row],
+                              "product": entries.col, "score": entries.data})
+        return frame.sort_values(["customer_key", "product"]).reset_index(drop=True)
+
+    whole = fitted(engine, exclude_products=["B"])  # an excluded product's entries score 0 and are pruned
+    monkeypatch.setattr(recommend, "_ENTRY_BLOCK", 3)  # the 12 customers' ~40 entries in many blocks
+    blocks = fitted(engine, exclude_products=["B"])
+    assert whole._times.nnz > 3 * 5
+    pd.testing.assert_frame_equal(lists(blocks), lists(whole), check_exact=True)
+    pd.testing.assert_frame_equal(repeat_scores(blocks), repeat_scores(whole), check_exact=True)
+    np.testing.assert_array_equal(blocks.products_["cycle_days"], whole.products_["cycle_days"])
+
+
 def test_top_k_equals_a_full_sort_of_each_row():
     from crmlib.segmentation.recommend import _top_k
 
