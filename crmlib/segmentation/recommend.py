@@ -60,6 +60,8 @@ evaluation costs the same on a million customers as on fifty thousand.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +128,7 @@ EVALUATION_COLUMNS = (["method", "list", "k", "customers"]
                          "unseen_products", "test_customers", "train_end", "test_end"])
 
 _CHUNK = 50_000  # customers scored at a time: bounds the memory of A @ S and of the fill matrices
+_ENTRY_BLOCK = 1 << 20  # history entries given a repurchase score at a time: bounds its float64 temporaries
 
 
 @dataclass(frozen=True)
@@ -499,8 +502,10 @@ class ProductRecommender:
                 raise CannotCompute(_("no product was bought up to {date}: recommendations need order lines "
                                       "with a positive amount.").format(date=self.as_of_))
             self.products_ = products
-            self._fit_history(buys, tag, end_day)
+            # the engine's largest query (the basket self-join) runs before the history arrives in Python:
+            # the engine's working memory for it and the history's arrays do not add up
             self._fit_neighbours(buys, tag)
+            self._fit_history(buys, tag, end_day)
         finally:
             drop_beside(lines, f"{tag}_buys", f"{tag}_products")
         self._fit_segments(segments)
@@ -537,31 +542,36 @@ class ProductRecommender:
             n=buys.count(), first=buys.day.min().epoch_days(), last=buys.day.max().epoch_days())
         products = self._products_table.select("product_id", "index")
         history = history.join(products, "product_id").select("customer_key", "index", "n", "first", "last")
+        # the customers' order is the order the engine returns them in (evaluation means are summed in it):
+        # the query stays as it is, and each column is narrowed and let go of as soon as it is read
         arrow = history.to_pyarrow()
         encoded = pc.dictionary_encode(arrow["customer_key"]).combine_chunks()
+        arrow = arrow.drop_columns(["customer_key"])
         self.customers_ = encoded.dictionary
         n_customers, n_products = len(self.customers_), len(self.products_)
         self.n_customers_ = n_customers
         shape = (n_customers, n_products)
         # the entries in CSR order (customer, then product): scipy's counting sort by row and a short sort
         # within each row are much faster than a lexsort of millions of pairs; data holds the permutation
-        placed = sp.csr_matrix((np.arange(arrow.num_rows, dtype=np.int64),
+        position_type = np.int32 if arrow.num_rows < np.iinfo(np.int32).max else np.int64
+        placed = sp.csr_matrix((np.arange(arrow.num_rows, dtype=position_type),
                                 (encoded.indices.to_numpy(), arrow["index"].to_numpy())), shape=shape)
+        del encoded
+        arrow = arrow.drop_columns(["index"])
         placed.sort_indices()
-        order, cols, indptr = placed.data, placed.indices.astype(np.int64), placed.indptr
+        order, cols, indptr = placed.data, placed.indices, placed.indptr
+        # a count of orders and epoch days: int32 holds them exactly
+        n, first, last = (arrow[name].to_numpy().astype(np.int32)[order] for name in ("n", "first", "last"))
+        del arrow, placed, order
+        pa.default_memory_pool().release_unused()  # the Arrow copy of the history is gone: give it back
         rows = np.repeat(np.arange(n_customers, dtype=np.int64), np.diff(indptr))
-        n = arrow["n"].to_numpy().astype(np.float64)[order]
-        first = arrow["first"].to_numpy().astype(np.int64)[order]
-        last = arrow["last"].to_numpy().astype(np.int64)[order]
-
-        def matrix(values: np.ndarray) -> sp.csr_matrix:
-            # own copies of the index arrays: a matrix pruned later must not change the others
-            return sp.csr_matrix((values, cols.copy(), indptr.copy()), shape=shape)
-
-        self._times = matrix(n)                         # orders holding the product, per customer
-        self._entry_keys = rows * n_products + cols     # ascending: the matrices' entry order
-        self._last = matrix(last.astype(np.float64))    # epoch day of the last purchase
-        own_cycle = np.where(n >= 2, (last - first) / np.maximum(n - 1, 1), np.nan)
+        self._entry_keys = rows * n_products + cols     # ascending: the entries' order in the matrices below
+        del rows
+        # orders holding the product, per customer; its index arrays are shared by the binary history
+        # (:meth:`_bought_rows`), while the repurchase matrix, pruned below, gets its own
+        self._times = sp.csr_matrix((n, cols, indptr), shape=shape)
+        self._first_day, self._last_day, self._end_day = first, last, end_day  # epoch days, entry order
+        own_cycle = _own_cycle(n, first, last)
         # a product's typical cycle comes from the customers who bought it at least three times: two
         # purchases are as often chance as habit (the sample's planted cycles: median ratio 1.2 with three
         # or more, against 2.1 with two or more); products with no such buyer fall back to two
@@ -570,30 +580,57 @@ class ProductRecommender:
         fallback = float(max(end_day - first.min() + 1, 1)) if first.size else 365.0
         self.products_["cycle_days"] = cycle.to_numpy()
         product_cycle = cycle.fillna(fallback).to_numpy()
-        since = (end_day - last).astype(np.float64)
-        personal_cycle = np.maximum(np.where(n >= 2, own_cycle, product_cycle[cols]), 1.0)
         self._allowed = ~self.products_["excluded"].to_numpy()
-        repeat = matrix(repurchase_score(n, since, personal_cycle, self.horizon_days) * self._allowed[cols])
+        # the score's temporaries are float64 arrays of every entry: computed a block of entries at a time
+        score = np.empty(n.size)
+        for start in range(0, n.size, _ENTRY_BLOCK):
+            part = slice(start, start + _ENTRY_BLOCK)
+            part_cols = cols[part]
+            since = (end_day - last[part]).astype(np.float64)
+            personal_cycle = np.maximum(np.where(n[part] >= 2, own_cycle[part], product_cycle[part_cols]), 1.0)
+            score[part] = (repurchase_score(n[part], since, personal_cycle, self.horizon_days)
+                           * self._allowed[part_cols])
+        del own_cycle
+        repeat = sp.csr_matrix((score, cols.copy(), indptr.copy()), shape=shape)
         repeat.eliminate_zeros()
         self._repeat = repeat
-        self._bought = matrix(np.ones(n.size))
-        self._own_cycle = own_cycle
-        self._since = since
+
+    def _bought_rows(self, rows: np.ndarray) -> sp.csr_matrix:
+        """The binary history (1.0 for each product bought) of customer ``rows``, in float64 like the
+        neighbour matrices it is multiplied with."""
+        bought = self._times[rows].astype(np.float64)
+        bought.data[:] = 1.0
+        return bought
+
+    def _days_argument(self, entry: np.ndarray) -> np.ndarray:
+        """A repeat reason's ``days`` for history entries ``entry``: the customer's own cycle, rounded, after
+        two or more purchases; the days since the only one after one."""
+        n = self._times.data[entry]
+        last = self._last_day[entry]
+        since = (self._end_day - last).astype(np.float64)
+        cycle = _own_cycle(n, self._first_day[entry], last)
+        return np.where(n >= 2, np.maximum(np.rint(cycle), 1), since).astype(np.int64)
 
     def _fit_neighbours(self, buys: Any, tag: str) -> None:
         import ibis
 
         stored = self._products_table
-        supports = stored.select("product_id", "baskets")
+        # pairs are counted on catalogue indexes, not product ids: the engine's self-join of the baskets and
+        # its group-by of the pairs then hold integers instead of strings. The indexes rank the products
+        # as the basket cap does (most baskets first, then product id), so the same products are kept.
+        indexed = buys.join(stored.select("product_id", product_index=stored["index"]), "product_id")
+        indexed = indexed.select("customer_key", "order_id", product_id=indexed.product_index)
+        supports = stored.select(product_id=stored["index"], baskets=stored.baskets)
         # the cap ranks the products of every basket: skip it when no basket is over it
         cap = self.max_basket_size if self.largest_basket_ > self.max_basket_size else None
-        pairs = co_occurrence(buys, supports, min_product_baskets=self.min_product_baskets,
+        pairs = co_occurrence(indexed, supports, min_product_baskets=self.min_product_baskets,
                               max_basket_size=cap, min_pair_baskets=self.min_pair_baskets)
+        pairs = pairs.rename(own_index="product_id", other_index="other_product_id")
         category = stored.category if "category" in stored.columns else ibis.null().cast("string")
         other = stored.select(other_product_id=stored.product_id, other_baskets=stored.baskets,
                               other_index=stored["index"], other_category=category)
         mine = stored.select(product_id=stored.product_id, own_baskets=stored.baskets, own_index=stored["index"])
-        pairs = pairs.join(mine, "product_id").join(other, "other_product_id")
+        pairs = pairs.join(mine, "own_index").join(other, "other_index")
         if self.exclude_products:
             pairs = pairs.filter(~pairs.other_product_id.isin(list(self.exclude_products)))
         if self.exclude_categories:
@@ -747,7 +784,7 @@ class ProductRecommender:
     def _scored_chunk(self, rows: np.ndarray, list_name: str) -> dict[str, np.ndarray]:
         """The top-``k`` list of ``list_name`` for customer ``rows`` with score and reason arguments."""
         k, n_products = self.k, len(self.products_)
-        bought = self._bought[rows]
+        bought = self._bought_rows(rows)
         # excluded products have no column in the neighbour matrix and no repurchase score (see fit)
         if list_name == "cross_sell":
             cooc = (bought @ self._cross_neighbours).tocsr()
@@ -791,10 +828,8 @@ class ProductRecommender:
         repeated = np.isin(all_reason, (_R_REPEAT, _R_ONCE))
         if repeated.any():
             entry = self._entry_positions(customer_rows[repeated], all_cols[repeated])
-            times = self._times.data[entry]
-            n_arg[repeated] = times.astype(np.int64)
-            days_arg[repeated] = np.where(times >= 2, np.maximum(np.rint(self._own_cycle[entry]), 1),
-                                          self._since[entry]).astype(np.int64)
+            n_arg[repeated] = self._times.data[entry].astype(np.int64)
+            days_arg[repeated] = self._days_argument(entry)
         linked = all_reason == _R_WITH
         if linked.any():
             product_arg[linked] = self._strongest_link(customer_rows[linked], all_cols[linked])
@@ -868,7 +903,7 @@ class ProductRecommender:
         cols = self._times.indices[where].astype(np.int64)
         keep = self._allowed[cols]
         owner, where, cols = owner[keep], where[keep], cols[keep]
-        order = np.lexsort((cols, -self._last.data[where], -self._times.data[where], owner))
+        order = np.lexsort((cols, -self._last_day[where], -self._times.data[where], owner))
         owner, cols = owner[order], cols[order]
         rank = _rank_in_group(owner, rows.size)
         top = rank < self.k
@@ -887,7 +922,15 @@ class ProductRecommender:
 
 def _median_by(values: np.ndarray, groups: np.ndarray, n_groups: int) -> pd.Series:
     """Median of the non-missing ``values`` per group 0..n_groups-1 (NaN where a group has none)."""
-    return pd.Series(values).groupby(groups).median().reindex(range(n_groups))
+    # most entries are missing (bought once): leaving them out first keeps the group-by small
+    known = ~np.isnan(values)
+    return pd.Series(values[known]).groupby(groups[known]).median().reindex(range(n_groups))
+
+
+def _own_cycle(times: np.ndarray, first_day: np.ndarray, last_day: np.ndarray) -> np.ndarray:
+    """A customer's mean days between purchases of a product bought ``times`` times from ``first_day`` to
+    ``last_day`` (NaN after a single purchase)."""
+    return np.where(times >= 2, (last_day - first_day) / np.maximum(times - 1, 1), np.nan)
 
 
 def _rank_in_group(groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -1291,9 +1334,15 @@ def _list_overview(recs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
             signal = (rows.reason == REASON_REPEAT).sum()
         else:
             signal = rows.reason_product_id.nunique()
-        best = rows.group_by("customer_key").agg(signal=signal, mixed=rows.reason.nunique())
-        best = best.order_by([ibis.desc("signal"), ibis.desc("mixed"), "customer_key"]).limit(1)
-        example = rows.semi_join(best.select("customer_key"), "customer_key").order_by("rank").to_pandas()
+        # the number of kinds of reason, as one flag per kind: a distinct count per customer would make the
+        # engine keep every (customer, reason) pair of a million lists
+        mixed = functools.reduce(operator.add, [(rows.reason == r).any().cast("int64") for r in REASONS])
+        best = rows.group_by("customer_key").agg(signal=signal, mixed=mixed)
+        best = best.order_by([ibis.desc("signal"), ibis.desc("mixed"), "customer_key"]).limit(1).to_pandas()
+        # the chosen key first, then its rows: a semi-join with the ranking reads the list twice in one
+        # query, and the engine would hold all of it (ten rows a customer) to do so
+        chosen = rows.filter(rows.customer_key.isin(best["customer_key"].tolist()))
+        example = chosen.order_by("rank").to_pandas()
         examples.append(example.drop(columns="customer_key"))  # a page shows the list, never whose it is
     return top.to_pandas(), pd.concat(examples, ignore_index=True)
 
