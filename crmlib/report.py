@@ -915,19 +915,15 @@ def show(df: pd.DataFrame | Any, *, kinds: dict[str, str] | None = None, currenc
     Every cell, column name, caption and link is HTML-escaped: a channel named ``<script>...`` shows
     as that text. No cell shows a repr, a dict, a list or ``NaN``.
     """
-    from IPython.display import Markdown
-
     from crmlib.present import format_frame
 
     del digits  # formats come from the presentation layer now
     if df is None:
-        return Markdown("*" + escape_markdown(_("{table}: not available for this run.").format(
-            table=caption or _("This table"))) + "*")
+        return note_markdown(_("{table}: not available for this run.").format(table=caption or _("This table")))
     if not isinstance(df, pd.DataFrame):
         return df
     if df.empty:
-        return Markdown("*" + escape_markdown(_("{table}: no rows.").format(table=caption or _("Nothing to show")))
-                        + "*")
+        return note_markdown(_("{table}: no rows.").format(table=caption or _("Nothing to show")))
     if download is not None and (run_dir is None or not _DOWNLOAD_NAME.fullmatch(download)):
         raise ValueError(f"show(download={download!r}) needs run_dir and a plain file name "
                          "(letters, digits, '_', '-', '.')")
@@ -1006,6 +1002,14 @@ def key_findings(findings: list[Finding | str], *, empty: str) -> Any:
         else:
             items.append(f"<li style='margin:.3rem 0'>{html.escape(str(f))}</li>")
     return HTML(f"<ul class='crm-findings' style='font-size:1.02rem;line-height:1.45'>{''.join(items)}</ul>")
+
+
+def note_markdown(text: str) -> Any:
+    """``text`` as an italic Markdown line, escaped (:func:`escape_markdown`): what a view shows in place of a
+    table or chart it has nothing for."""
+    from IPython.display import Markdown
+
+    return Markdown("*" + escape_markdown(text) + "*")
 
 
 def escape_markdown(value: Any) -> str:

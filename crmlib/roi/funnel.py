@@ -474,16 +474,14 @@ def funnel_findings(tables_dir, *, min_users: int | None = None) -> list:
 
 
 def _not_available(engine):
-    from IPython.display import Markdown
-
-    from crmlib.report import escape_markdown
+    from crmlib.report import note_markdown
 
     reason = recorded_reason(engine, STAGE, STEP)
     if reason is not None:
         return Unavailable(STEP, reason)
     if not engine.has_table("events"):
-        return Markdown("*" + escape_markdown(_("This run has no web or app events, so there is no funnel.")) + "*")
-    return Markdown("*" + escape_markdown(_("The funnel was not computed in this run.")) + "*")
+        return note_markdown(_("This run has no web or app events, so there is no funnel."))
+    return note_markdown(_("The funnel was not computed in this run."))
 
 
 def funnel_chart(engine, params: dict):
@@ -606,12 +604,10 @@ def funnel_weekly_chart(engine, params: dict):
         cutoff = pd.Timestamp(info["period_end"]) + pd.Timedelta(days=1) - pd.Timedelta(days=7 + float(info["window_days"]))
         last = last[pd.to_datetime(last["week"]) <= cutoff]
     if last.empty:
-        from IPython.display import Markdown
-
-        from crmlib.report import escape_markdown
+        from crmlib.report import note_markdown
 
         words = _("No week has {n} or more users entering the funnel.").format(n=fmt_count(min_users))
-        return show_notice(Markdown("*" + escape_markdown(words) + "*"))
+        return show_notice(note_markdown(words))
     use_report_style()
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     names = [v for v in last["value"].unique() if v != ALL]

@@ -319,16 +319,14 @@ def _read(engine) -> pd.DataFrame | None:
 
 def _not_available(engine) -> object:
     """The notice shown in place of a feedback view: no surveys, or the reason the stage recorded."""
-    from IPython.display import Markdown
-
-    from crmlib.report import escape_markdown
+    from crmlib.report import note_markdown
 
     reason = recorded_reason(engine, STAGE, STEP)
     if reason is not None:
         return Unavailable(STEP, reason)
     if not engine.has_table("surveys"):
-        return Markdown("*" + escape_markdown(_("This run has no survey data.")) + "*")
-    return Markdown("*" + escape_markdown(_("Customer feedback was not computed in this run.")) + "*")
+        return note_markdown(_("This run has no survey data."))
+    return note_markdown(_("Customer feedback was not computed in this run."))
 
 
 def _kind(table: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -422,10 +420,7 @@ def complaints_view(engine, params: dict, *, run_dir=None):
     seg = _kind(table, "complaints_by_segment")
     seg = seg[seg["category"] != ALL]
     if seg.empty:
-        from IPython.display import Markdown
-
-        return Markdown("*" + report.escape_markdown(_("No complaint in the window: no detractor and no CSAT of "
-                                                        "1-2.")) + "*")
+        return report.note_markdown(_("No complaint in the window: no detractor and no CSAT of 1-2."))
     answers = _kind(table, "answers_by_segment").set_index("segment")["share"]
     totals = seg.groupby("category")["n"].sum().sort_values(ascending=False)
     lead = seg.sort_values("n", ascending=False).groupby("category").head(1).set_index("category")
@@ -489,9 +484,7 @@ def complaint_trend_chart(engine, params: dict):
     months = _kind(table, "complaints_by_month")
     per_cat = months[months["category"] != ALL]
     if per_cat.empty:
-        from IPython.display import Markdown
-
-        show_notice(Markdown("*" + report.escape_markdown(_("No complaint in the window.")) + "*"))
+        show_notice(report.note_markdown(_("No complaint in the window.")))
         return None
     use_report_style()
     rate = per_cat.pivot_table(index="period", columns="category", values="share", aggfunc="sum").fillna(0.0)
@@ -537,9 +530,7 @@ def nps_by_category_view(engine, params: dict):
         return _not_available(engine)
     nps = _kind(table, "nps_by_category")
     if nps.empty:
-        from IPython.display import Markdown
-
-        return Markdown("*" + report.escape_markdown(_("No answer has an NPS score.")) + "*")
+        return report.note_markdown(_("No answer has an NPS score."))
     nps = pd.concat([nps[nps["category"] != ALL].sort_values("nps"), nps[nps["category"] == ALL]])
     view = pd.DataFrame({_("feedback category"): nps["category"].to_numpy(), _("answers"): nps["n"].to_numpy(),
                          _("NPS"): (nps["nps"] * 100).to_numpy(),
@@ -553,8 +544,6 @@ def nps_by_category_view(engine, params: dict):
 
 def top_terms_view(engine, params: dict, *, per_category: int = 5):
     """The most frequent comment terms overall, and the top few of each category, with their share of comments."""
-    from IPython.display import Markdown
-
     from crmlib import report
 
     table = _read(engine)
@@ -562,7 +551,7 @@ def top_terms_view(engine, params: dict, *, per_category: int = 5):
         return _not_available(engine)
     terms = _kind(table, "terms")
     if terms.empty:
-        return Markdown("*" + report.escape_markdown(_("The surveys of this run carry no comment terms.")) + "*")
+        return report.note_markdown(_("The surveys of this run carry no comment terms."))
     overall = terms[terms["category"] == ALL].sort_values("n", ascending=False)
     view = pd.DataFrame({_("term"): overall["term"].to_numpy(), _("comments"): overall["n"].to_numpy(),
                          _("share of comments"): overall["share"].to_numpy()})
