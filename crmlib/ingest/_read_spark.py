@@ -76,6 +76,19 @@ def _text_schema(names: list[str]) -> Any:
 
 
 # -- CSV ----------------------------------------------------------------------------------------------
+def _store_tagged_lines(engine: Any, view: str, frame: Any, columns: list[tuple[str, str]]) -> str:
+    """Store ``frame``'s columns renamed, its corrupt-record column, and each row's chunk start and id
+    within the chunk (what the file row number is computed from) once, as the scratch relation
+    ``<view>_lines``; return that name (the caller drops it)."""
+    from pyspark.sql import functions as F
+
+    lines = frame.select(*[_col(src).alias(dst) for src, dst in columns], _col(CORRUPT),
+                         F.input_file_block_start().alias(_BLOCK), F.monotonically_increasing_id().alias(_ID))
+    stored = f"{view}_lines"
+    engine.scratch(stored, lines)
+    return stored
+
+
 def read_csv(engine: Any, view: str, path: str, *, header: list[str], columns: list[tuple[str, str]],
              delimiter: str) -> tuple[ibis.Table, list[tuple[int, str, str]], bool]:
     """Read a UTF-8 CSV file into the scratch relation ``view``: ``_row_number`` first, every column as
@@ -108,10 +121,7 @@ def read_csv(engine: Any, view: str, path: str, *, header: list[str], columns: l
              .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
              .option("multiLine", _needs_whole_file_parse(spark, path))
              .csv(path))
-    lines = frame.select(*[_col(src).alias(dst) for src, dst in columns], _col(CORRUPT),
-                         F.input_file_block_start().alias(_BLOCK), F.monotonically_increasing_id().alias(_ID))
-    stored = f"{view}_lines"
-    engine.scratch(stored, lines)
+    stored = _store_tagged_lines(engine, view, frame, columns)
     try:
         lines = spark.table(stored)
         targets = [dst for _src, dst in columns]
@@ -226,16 +236,11 @@ def read_jsonl(engine: Any, view: str, path: str, *, columns: list[tuple[str, st
     IngestError
         For a line that is not a JSON object, with its row number.
     """
-    from pyspark.sql import functions as F
-
     spark = _session(engine)
     keys = [src for src, _dst in columns]
     frame = (spark.read.schema(_text_schema(keys)).option("mode", "PERMISSIVE")
              .option("columnNameOfCorruptRecord", CORRUPT).option("encoding", "UTF-8").json(path))
-    lines = frame.select(*[_col(src).alias(dst) for src, dst in columns], _col(CORRUPT),
-                         F.input_file_block_start().alias(_BLOCK), F.monotonically_increasing_id().alias(_ID))
-    stored = f"{view}_lines"
-    engine.scratch(stored, lines)
+    stored = _store_tagged_lines(engine, view, frame, columns)
     try:
         lines = spark.table(stored)
         table = _store_numbered(engine, view, lines, [dst for _src, dst in columns] + [CORRUPT])

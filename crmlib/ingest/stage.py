@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -53,8 +52,6 @@ __all__ = ["IngestSummary", "run_ingest", "ingest", "resolve_salt", "DEFAULT_SAL
            "FACT_COLUMNS", "MAX_MALFORMED_LINES"]
 
 DEFAULT_SALT = "crmlib-default-salt-v1"
-# per engine: ids_<source> name -> (the decided rows it was made from, the stored ids relation)
-_STORED_IDS: "weakref.WeakKeyDictionary[Engine, dict[str, tuple[ibis.Table, ibis.Table]]]" = weakref.WeakKeyDictionary()
 MAX_MALFORMED_LINES = 200
 
 # output table -> (column, type) in contract order; the fact tables also get row_number and extras
@@ -199,7 +196,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
     max_abs_amount = params["ingest"]["max_abs_amount"]
     warnings_ += _check_duplicate_sources(engine, params)
 
-    _STORED_IDS.pop(engine, None)
+    engine.forget()  # the run tables are about to change; and no ids_* relation of an earlier call is kept
     for src in params["sources"]:  # scratch left by an earlier failed run on this connection
         engine.drop(f"ids_{src['name']}")
 
@@ -328,7 +325,7 @@ def ingest(engine: Engine, params: dict, *, now: dt.datetime | None = None,
                 engine.drop(relation)
         for relation in ("ingest_contacts", "ingest_identity_map", "ingest_cookie_map"):  # records: dropped above
             engine.drop(relation)
-        _STORED_IDS.pop(engine, None)
+        engine.forget()  # the ids_* relations are dropped
     write_as_of(engine, params)  # the run's analysis date, resolved once for every later stage
     return IngestSummary(quality=report, n_customers=n_customers, n_records=int(result.n_records),
                          tables=written, links_by_rule=links, salt_source=salt_source,
@@ -539,14 +536,14 @@ def _distinct_ids(engine: Engine, src: dict, t: ibis.Table) -> ibis.Table:
     is built from them, so the orders are grouped in this same pass instead of read back from Parquet.
     """
     name = f"ids_{src['name']}"
-    stored = _STORED_IDS.setdefault(engine, {})
-    if name in stored and stored[name][0] is t:  # stored from these decided rows already
-        return stored[name][1]
-    loaded = t.filter((t._status == "loaded") & t.source_customer_id.notnull())
-    ids = (order_totals(loaded, "source_customer_id") if src["kind"] == "orders"
-           else loaded.select("source_customer_id").distinct())
-    stored[name] = (t, engine.scratch(name, ids))
-    return stored[name][1]
+
+    def store() -> tuple[ibis.Table, ibis.Table]:
+        loaded = t.filter((t._status == "loaded") & t.source_customer_id.notnull())
+        ids = (order_totals(loaded, "source_customer_id") if src["kind"] == "orders"
+               else loaded.select("source_customer_id").distinct())
+        return t, engine.scratch(name, ids)  # t is held so that its id stays its own
+
+    return engine.memo(("ingest_ids", name, id(t)), store)[1]
 
 
 def _keyed(t: ibis.Table, src: dict, id_map: ibis.Table) -> ibis.Table:
