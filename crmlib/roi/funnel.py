@@ -30,7 +30,8 @@ engine; only the per-group counts reach Python, where the intervals are computed
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import ibis
@@ -136,6 +137,7 @@ def funnel_entries(
     order_window_days: float = schema_default("roi.funnel.order_window_days"),
     period_start=None,
     period_end=None,
+    keep: Callable[[ibis.Table], ibis.Table] | None = None,
 ) -> ibis.Table:
     """One row per entry (user and week) with the time each step was reached, as an Ibis expression.
 
@@ -156,13 +158,18 @@ def funnel_entries(
         An order counts for ``order_step`` when placed within this many days after the previous step.
     period_start, period_end : date-like, optional
         Entries from ``period_start`` (inclusive) to the end of the day ``period_end``.
+    keep : callable, optional
+        Stores an intermediate relation and returns it as a table (``Engine.scratch`` under a name of the
+        caller's): the entries, the later events and each step's reach are then computed once. Without it the
+        result is one expression, which an engine may recompute part by part (several times slower at scale).
 
     Returns
     -------
     ibis.Table
         ``user, customer_key, week, channel, utm_source, device, t0 ... t{K-1}`` (``t{k}`` null when the
-        entry did not reach step k).
+        entry did not reach step k; a step is only reached after the one before it).
     """
+    keep = keep or (lambda expr: expr)
     steps = _normalise_steps(steps)
     e = events
     user = e.customer_key.coalesce(ibis.literal("anon:") + e.anonymous_id.cast("string"))
@@ -184,66 +191,96 @@ def funnel_entries(
         first = first.filter(first.event_ts >= pd.Timestamp(period_start).to_pydatetime())
     if period_end is not None:
         first = first.filter(first.event_ts < (pd.Timestamp(period_end) + pd.Timedelta(days=1)).to_pydatetime())
-    first = first.mutate(week=first.event_ts.truncate("W").cast("date"))
+    first = first.mutate(week=_week(first.event_ts))
     # the first visit of each user-week: row_number breaks ties between events of the same second
     rank = ibis.row_number().over(group_by=[first._user, first.week], order_by=[first.event_ts, first._channel])
     entry = first.mutate(_rank=rank)
-    entry = entry.filter(entry._rank == 0).select(
+    entry = keep(entry.filter(entry._rank == 0).select(
         user=entry._user, customer_key=entry._key, week=entry.week, channel=entry._channel,
-        utm_source=entry._source, device=entry._device, t0=entry.event_ts)
-    keys = list(entry.columns)
+        utm_source=entry._source, device=entry._device, t0=entry.event_ts))
 
+    # Step k counts when reached in [t{k-1}, t0 + window]. t0 lies in the entry's week, so such an event lies in
+    # that week or in one of the next ceil(window / 7 days): the entry is offered to each of those weeks and
+    # the join is an equality join on (user, week), not a join with every event of the user. Only the entries
+    # that reached step k-1 (the frontier, fewer at each step) are joined with step k's events.
+    later = e.filter(e._step > 0)
+    later = keep(later.select(_cuser=later._user, _cstep=later._step, _cts=later.event_ts, _cweek=_week(later.event_ts)))
     use_orders = orders is not None and order_step in [n for n, _t in steps]
     if use_orders:
         paid = orders.filter(orders.amount > 0, orders.customer_key.notnull(), orders.order_ts.notnull())
-        paid = paid.select(_okey=paid.customer_key, _ots=paid.order_ts)
+        paid = paid.select(_okey=paid.customer_key, _ots=paid.order_ts, _oweek=_week(paid.order_ts))
         order_window = ibis.interval(seconds=int(round(order_window_days * 86400)))
 
+    frontier = entry.select("user", "week", "customer_key", "t0", _at=entry.t0)  # _at: when step k-1 was reached
+    out = entry
     for k in range(1, len(steps)):
-        prev, cur = f"t{k - 1}", f"t{k}"
-        cand = e.filter(e._step == k).select(_cuser=e._user, _cts=e.event_ts)
-        joined = entry.left_join(cand, [entry.user == cand._cuser, cand._cts >= entry[prev],
-                                        cand._cts <= entry.t0 + window])
-        reached = joined.group_by(keys).agg(**{cur: joined._cts.min()})
+        cand = later.filter(later._cstep == k)
+        offered = _offered_to_later_weeks(frontier, window_days)
+        hits = offered.join(cand, [offered.user == cand._cuser, offered._eweek == cand._cweek,
+                                   cand._cts >= offered._at, cand._cts <= offered.t0 + window])
+        hits = hits.select("user", "week", "customer_key", "t0", _hit=hits._cts)
         if use_orders and steps[k][0] == order_step:
-            bought = reached.left_join(paid, [reached.customer_key == paid._okey, paid._ots >= reached[prev],
-                                              paid._ots <= reached[prev] + order_window])
-            by_order = bought.group_by([*keys, cur]).agg(_by_order=bought._ots.min())
-            reached = by_order.select(*keys, **{cur: ibis.least(by_order[cur], by_order._by_order)})
-        entry = reached
-        keys = [*keys, cur]
-    return entry
+            # an order counts up to order_window after the step before, itself at most window after t0
+            offered = _offered_to_later_weeks(frontier, window_days + order_window_days)
+            bought = offered.join(paid, [offered.customer_key == paid._okey, offered._eweek == paid._oweek,
+                                         paid._ots >= offered._at, paid._ots <= offered._at + order_window])
+            hits = hits.union(bought.select("user", "week", "customer_key", "t0", _hit=bought._ots), distinct=False)
+        # one row per entry; customer_key and t0 have one value per entry
+        frontier = keep(hits.group_by(["user", "week"]).agg(customer_key=hits.customer_key.max(),
+                                                             t0=hits.t0.max(), _at=hits._hit.min()))
+        step = frontier.select(_u=frontier.user, _w=frontier.week, **{f"t{k}": frontier._at})
+        out = out.left_join(step, [out.user == step._u, out.week == step._w]).drop("_u", "_w")
+    return out.select("user", "customer_key", "week", "channel", "utm_source", "device", "t0",
+                      *[f"t{k}" for k in range(1, len(steps))])
+
+
+def _week(ts: ibis.TimestampValue) -> ibis.DateValue:
+    """The Monday of the time stamp's week."""
+    return ts.truncate("W").cast("date")
+
+
+def _offered_to_later_weeks(entries: ibis.Table, days_after: float) -> ibis.Table:
+    """Each entry once for every week (``_eweek``) that can hold a time at most ``days_after`` days after a
+    time in the entry's week: that week and the ``ceil(days_after / 7)`` weeks after it."""
+    copies = [entries.mutate(_eweek=entries.week + ibis.interval(days=7 * j))
+              for j in range(int(math.ceil(days_after / 7.0)) + 1)]
+    return ibis.union(*copies, distinct=False)
 
 
 def funnel_counts(entries: ibis.Table, n_steps: int) -> pd.DataFrame:
     """Users reaching each step and the median minutes from the previous step, per breakdown and week.
 
-    Runs in the engine (eight small aggregations: the whole funnel, channel, UTM source and device, each for
-    the whole period and per week) and returns the counts as a wide DataFrame: ``dimension, value, week,
-    users_0 .. users_{K-1}, minutes_1 .. minutes_{K-1}``.
+    Runs in the engine (three small aggregations per breakdown: the whole funnel, channel, UTM source and
+    device) and returns the counts as a wide DataFrame: ``dimension, value, week, users_0 .. users_{K-1},
+    minutes_1 .. minutes_{K-1}``.
+
+    ``entries`` are :func:`funnel_entries`': one per user and week, and a step reached only after the one
+    before it. So in one week a user is counted by counting entries, and over the whole period a user
+    reached step k when the deepest of their entries did - no distinct counts needed.
     """
     t = entries
-    aggs = {}
-    for k in range(n_steps):
-        reached = t[f"t{k}"].notnull()
-        aggs[f"users_{k}"] = t.user.nunique(where=reached)
-        if k:
-            # seconds cast to float first: Spark reads the literal 60.0 as a DECIMAL and would round
-            seconds = (t[f"t{k}"].epoch_seconds() - t[f"t{k - 1}"].epoch_seconds()).cast("float64")
-            minutes = seconds / 60.0
-            # null where step k was not reached; no ``where=``: Spark needs a constant percentile, and Ibis
-            # turns a filtered median into one that depends on the row
-            aggs[f"minutes_{k}"] = minutes.median()
+    depth = ibis.cases(*[(t[f"t{k}"].isnull(), k) for k in range(1, n_steps)], else_=n_steps)
+    medians = {}
+    for k in range(1, n_steps):
+        # seconds cast to float first: Spark reads the literal 60.0 as a DECIMAL and would round
+        seconds = (t[f"t{k}"].epoch_seconds() - t[f"t{k - 1}"].epoch_seconds()).cast("float64")
+        minutes = seconds / 60.0
+        # null where step k was not reached; no ``where=``: Spark needs a constant percentile, and Ibis
+        # turns a filtered median into one that depends on the row
+        medians[f"minutes_{k}"] = minutes.median()
     frames = []
     for dimension in DIMENSIONS:
         value = ibis.literal(ALL) if dimension == ALL else t[dimension].cast("string")
-        base = t.mutate(_value=value)
-        for by_week in (False, True):
-            keys = ["_value", "week"] if by_week else ["_value"]
-            agg = base.group_by(keys).agg(**aggs).to_pandas()
+        base = t.mutate(_value=value, _depth=depth)
+        per_user = base.group_by(["_value", "user"]).agg(_depth=base._depth.max())
+        users = per_user.group_by("_value").agg(
+            **{f"users_{k}": (per_user._depth > k).cast("int64").sum() for k in range(n_steps)}).to_pandas()
+        whole = users.merge(base.group_by("_value").agg(**medians).to_pandas(), on="_value")
+        whole["week"] = pd.NaT
+        weekly = base.group_by(["_value", "week"]).agg(
+            **{f"users_{k}": base[f"t{k}"].count() for k in range(n_steps)}, **medians).to_pandas()
+        for agg in (whole, weekly):
             agg = agg.rename(columns={"_value": "value"})
-            if not by_week:
-                agg["week"] = pd.NaT
             agg.insert(0, "dimension", dimension)
             frames.append(agg)
     out = pd.concat(frames, ignore_index=True)
@@ -321,11 +358,19 @@ def compute_funnel(
         raise CannotCompute(_("the funnel maps event types {types} to its steps, and the events hold none of "
                               "them; roi.funnel.steps should name the event types of this data.").format(
             types=", ".join(mapped)))
+    kept = []
+
+    def keep(expr: ibis.Table) -> ibis.Table:
+        kept.append(f"funnel_part_{len(kept)}")
+        return engine.scratch(kept[-1], expr)
+
     entries = funnel_entries(events, orders, steps=steps, window_days=window_days, order_step=order_step,
                              order_window_days=order_window_days, period_start=period_start,
-                             period_end=period_end)
-    entries = engine.scratch("funnel_entries", entries)
-    counts = funnel_counts(entries, len(steps))
+                             period_end=period_end, keep=keep)
+    try:
+        counts = funnel_counts(keep(entries), len(steps))
+    finally:
+        engine.drop(*kept)
     whole = counts[(counts["dimension"] == ALL) & counts["week"].isna()]
     entered = int(whole["users_0"].sum()) if len(whole) else 0
     if entered < min_users:

@@ -46,7 +46,7 @@ from crmlib.i18n import N_
 from crmlib.params import schema_default
 
 
-__all__ = ["JourneyResult", "build_journeys"]
+__all__ = ["JourneyResult", "build_journeys", "by_channel"]
 
 #: how a path is written (by channel, by campaign), kept in English in ``roi_journeys.json``; the page
 #: shows the translation
@@ -306,6 +306,51 @@ def build_journeys(
     }
     cache.drop()
     return JourneyResult(paths, lengths, time_to_convert, summary, conventions)
+
+
+def by_channel(campaign_journeys: JourneyResult) -> JourneyResult:
+    """The channel-level journeys read off campaign-level ones, without a second pass over the touches.
+
+    A campaign step is the pair ``(channel, campaign_id)``, and pairs sort by channel first, so the
+    touches of a campaign journey, in their order, are exactly the channel journey's: dropping the
+    campaign from each step gives its channel path. Paths that become equal are merged, summing their
+    measures and, position by position, their time-decay sums; lengths, time to convert and the summary
+    are the same journeys counted, so they carry over as they are.
+
+    Parameters
+    ----------
+    campaign_journeys : JourneyResult
+        :func:`build_journeys` with ``label="campaign"``.
+
+    Returns
+    -------
+    JourneyResult
+        Equal to :func:`build_journeys` with ``label="channel"`` on the same tables (sums to float
+        rounding: they are added in another order).
+    """
+    if campaign_journeys.conventions.get("label") != "campaign":
+        raise ValueError("by_channel reads campaign-level journeys (build_journeys(label='campaign'))")
+    paths = campaign_journeys.paths
+    channel_path = pd.Series([tuple(step[0] for step in p) for p in paths["path"]], index=paths.index, dtype=object)
+    sums = [c for c in paths.columns if c != "path" and not c.startswith("decay_")]
+    decays = [c for c in paths.columns if c.startswith("decay_")]
+    merged: dict[tuple, dict] = {}
+    for i, key in enumerate(channel_path):
+        row = merged.get(key)
+        if row is None:
+            merged[key] = {**{c: float(paths[c].iat[i]) for c in sums},
+                           **{c: np.array(paths[c].iat[i], dtype=float) for c in decays}}
+        else:
+            for c in sums:
+                row[c] += float(paths[c].iat[i])
+            for c in decays:
+                row[c] += paths[c].iat[i]
+    order = sorted(merged)  # channel names in code-point order: the engine's label order
+    out = pd.DataFrame({"path": pd.Series(order, dtype=object),
+                        **{c: [merged[k][c] for k in order] for c in sums + decays}})
+    conventions = {**campaign_journeys.conventions, "label": "channel", "path_format": PATH_FORMAT[0]}
+    return JourneyResult(out, campaign_journeys.lengths.copy(), campaign_journeys.time_to_convert.copy(),
+                         dict(campaign_journeys.summary, distinct_paths=len(out)), conventions)
 
 
 class _Scratch:

@@ -38,7 +38,7 @@ from crmlib.asof import resolve_period_end
 from crmlib.i18n import N_, _
 from crmlib.roi.budget import BudgetResult, reallocate_budget
 from crmlib.roi.funnel import funnel_method, funnel_stage
-from crmlib.roi.journeys import JourneyResult, build_journeys
+from crmlib.roi.journeys import JourneyResult, build_journeys, by_channel
 from crmlib.roi.messages import NOTES, NOTHING_IDENTIFIED, NOT_IDENTIFIED, recorded_text
 from crmlib.roi.mmm import MediaMixModel, weekly_totals
 from crmlib.roi.roi_table import (
@@ -220,6 +220,8 @@ def journeys_stage(engine, params: dict, *, label: str = "channel") -> JourneyRe
     s = roi_settings(engine, params)
 
     def make():
+        if label == "channel":  # one pass over the touches serves both levels (journeys.by_channel)
+            return by_channel(journeys_stage(engine, params, label="campaign"))
         return build_journeys(
             engine.table("touchpoints"),
             engine.table("orders"),

@@ -116,21 +116,28 @@ def repeat_purchase_summary(
     """
     unit = time_unit_days(time_unit)
     end = ibis.literal(_as_date(as_of), type="date")
+    if holdout_end is not None and _as_date(holdout_end) <= _as_date(as_of):
+        raise ValueError("holdout_end must be after as_of")
     days = daily_purchases(orders, customer_col=customer_col, ts_col=ts_col, amount_col=amount_col)
-    cal = days.filter(days.is_purchase & (days.day <= end))
-    first = cal.group_by("customer_key").agg(first_purchase=cal.day.min())
-    cal = cal.join(first, "customer_key")
-    is_repeat = cal.day > cal.first_purchase
-    per_customer = cal.group_by("customer_key").agg(
-        first_purchase=cal.first_purchase.min(),
-        last_purchase=cal.day.max(),
-        purchase_days=cal.count(),
-        repeat_total=cal.day_total.sum(where=is_repeat),
+    # one pass over the customer-days: the first purchase day comes from a window, so that every sum below
+    # is one aggregation of the same rows (no join of the days with themselves)
+    is_cal_purchase = days.is_purchase & (days.day <= end)
+    days = days.mutate(first_purchase=ibis.ifelse(is_cal_purchase, days.day, ibis.null("date")).min().over(
+        ibis.window(group_by=days.customer_key)))
+    days = days.filter(days.first_purchase.notnull())  # customers with a purchase up to as_of
+    is_cal_purchase = days.is_purchase & (days.day <= end)
+    aggregates = dict(
+        first_purchase=days.first_purchase.min(),
+        last_purchase=days.day.max(where=is_cal_purchase),
+        purchase_days=days.count(where=is_cal_purchase),
+        repeat_total=days.day_total.sum(where=is_cal_purchase & (days.day > days.first_purchase)),
+        # net revenue includes refund-only days (they are not purchases but they do cost money)
+        calibration_revenue=days.day_total.sum(where=days.day <= end),
     )
-    # Net revenue includes refund-only days (they are not purchases but they do cost money).
-    all_cal = days.filter(days.day <= end)
-    net = all_cal.group_by("customer_key").agg(calibration_revenue=all_cal.day_total.sum())
-    per_customer = per_customer.join(net, "customer_key")
+    if holdout_end is not None:
+        is_hold = days.is_purchase & (days.day > end) & (days.day <= ibis.literal(_as_date(holdout_end), type="date"))
+        aggregates.update(frequency_holdout=days.count(where=is_hold), holdout_revenue=days.day_total.sum(where=is_hold))
+    per_customer = days.group_by("customer_key").agg(**aggregates)
     frequency = (per_customer.purchase_days - 1).cast("int64")
     out = per_customer.mutate(
         frequency=frequency,
@@ -148,22 +155,15 @@ def repeat_purchase_summary(
         "monetary_value",
         "calibration_revenue",
     ]
-    out = out.select(*cols)
-    if holdout_end is not None:
-        h_end = ibis.literal(_as_date(holdout_end), type="date")
-        if _as_date(holdout_end) <= _as_date(as_of):
-            raise ValueError("holdout_end must be after as_of")
-        hold = days.filter(days.is_purchase & (days.day > end) & (days.day <= h_end))
-        hold_agg = hold.group_by("customer_key").agg(
-            frequency_holdout=hold.count().cast("int64"), holdout_revenue=hold.day_total.sum()
-        )
-        joined = out.left_join(hold_agg, "customer_key")
-        fh = joined.frequency_holdout.fill_null(0)
+    if holdout_end is None:
+        out = out.select(*cols)
+    else:
+        fh = out.frequency_holdout.cast("int64")
         duration = (_as_date(holdout_end) - _as_date(as_of)).days / unit
-        out = joined.select(
+        out = out.select(
             *cols,
             frequency_holdout=fh,
-            monetary_value_holdout=ibis.ifelse(fh > 0, joined.holdout_revenue / fh.cast("float64"), 0.0),
+            monetary_value_holdout=ibis.ifelse(fh > 0, out.holdout_revenue / fh.cast("float64"), 0.0),
             duration_holdout=ibis.literal(duration, type="float64"),
         )
     return out.order_by("customer_key")

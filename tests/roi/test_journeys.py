@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crmlib.roi.journeys import build_journeys
+from crmlib.roi.journeys import build_journeys, by_channel
 from crmlib.roi.paths import decay_weights
 
 BASE = pd.Timestamp("2024-01-01")
@@ -123,3 +123,53 @@ def test_orders_at_one_time_without_ids_are_ordered_by_amount():
         p = _by_path(res.paths)
         assert p[("email", "search")][["conversions", "value", "new_customers"]].tolist() == [1, 40, 1]
         assert (res.summary["untouched_conversions"], res.summary["untouched_value"]) == (1, 90.0)
+
+
+def _assert_same_journeys(got, want):
+    assert list(got.paths["path"]) == list(want.paths["path"])  # same paths, in the same (label) order
+    for col in want.paths.columns.drop("path"):
+        if col.startswith("decay_"):
+            for a, b in zip(got.paths[col], want.paths[col]):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        else:
+            np.testing.assert_allclose(got.paths[col].to_numpy(float), want.paths[col].to_numpy(float), rtol=1e-12)
+    pd.testing.assert_frame_equal(got.lengths, want.lengths)
+    pd.testing.assert_frame_equal(got.time_to_convert, want.time_to_convert)
+    assert got.summary == want.summary
+    assert got.conventions == want.conventions
+
+
+def test_channel_journeys_read_off_campaign_ones_equal_a_channel_pass(tables):
+    touches, orders = tables
+    window = dict(period_start="2024-01-02", period_end="2024-03-31", lookback_days=30, half_life_days=7)
+    campaign = build_journeys(touches, orders, label="campaign", **window)
+    _assert_same_journeys(by_channel(campaign), build_journeys(touches, orders, label="channel", **window))
+    with pytest.raises(ValueError, match="campaign-level"):
+        by_channel(build_journeys(touches, orders, **window))
+
+
+def test_channel_journeys_from_campaigns_on_random_ties():
+    # many touches at the same time in several campaigns of one channel: campaign paths that differ only in
+    # their campaigns merge into one channel path, and ties order the same way on both levels
+    rng = np.random.default_rng(3)
+    n = 4000
+    touches = pd.DataFrame({
+        "customer_key": rng.choice([f"c{i}" for i in range(150)], n),
+        "touch_ts": BASE + pd.to_timedelta(rng.integers(0, 60, n), unit="D") + pd.to_timedelta(rng.choice([0, 9], n), unit="h"),
+        "channel": rng.choice(["email", "search", "社交", "display"], n),
+        "campaign_id": pd.Series(rng.choice(["a", "b", "Z", None], n), dtype="string"),
+        "cost": 1.0,
+    })
+    orders = pd.DataFrame({
+        "customer_key": rng.choice([f"c{i}" for i in range(170)], 600),
+        "order_ts": BASE + pd.to_timedelta(rng.integers(0, 70 * 24, 600), unit="h"),
+        "amount": rng.choice([-5.0, 20.0, 35.5, 80.0], 600),
+        "order_id": [f"o{i}" for i in range(600)],
+    })
+    con = ibis.duckdb.connect()
+    t, o = con.create_table("touchpoints", touches), con.create_table("orders", orders)
+    window = dict(period_start="2024-01-15", period_end="2024-02-25", lookback_days=20, half_life_days=5)
+    campaign = build_journeys(t, o, label="campaign", **window)
+    channel = build_journeys(t, o, label="channel", **window)
+    assert len(campaign.paths) > len(channel.paths) > 50  # the check merges paths, it is not trivially 1:1
+    _assert_same_journeys(by_channel(campaign), channel)
