@@ -254,14 +254,14 @@ def build_journeys(
     paths_null = _fetch(null_journeys.group_by("path").agg(nulls=null_journeys.count()))
 
     # -- assemble the path table ------------------------------------------------------------------
-    paths = paths_conv.merge(paths_null, on="path", how="outer")
+    # every converting path has its decay sums; a path only non-converting journeys took has zeros
+    paths = paths_conv.merge(decay, on="path", how="left").merge(paths_null, on="path", how="outer")
     for col in [*measures, "nulls"]:
         paths[col] = paths[col].fillna(0.0).astype(float) if col in paths else 0.0
-    decay = decay.set_index("path")
     for m in measures:
         col = f"decay_{m}"
-        arrays = decay[col].to_dict() if len(decay) else {}
-        paths[col] = [np.asarray(arrays[p], dtype=float) if p in arrays else np.zeros(len(p)) for p in paths["path"]]
+        paths[col] = [a if isinstance(a, np.ndarray) else np.zeros(len(p)) for p, a in zip(paths["path"], paths[col])]
+    paths = paths[["path", *measures, "nulls", *(f"decay_{m}" for m in measures)]]
     # label numbers follow label order, so sorting the number tuples sorts the paths by their labels
     number_paths = paths["path"].tolist()
     paths = paths.iloc[sorted(range(len(paths)), key=number_paths.__getitem__)].reset_index(drop=True)
@@ -388,13 +388,21 @@ def _field(name: str):
 
 
 def _fetch(expr: ibis.Table) -> pd.DataFrame:
-    """A query's result as pandas, with array columns (paths, decay sums) as tuples: read through Arrow,
-    which converts lists several times faster than pandas' own conversion, and tuples are hashable keys."""
+    """A query's result as pandas, with array columns as tuples (paths: hashable keys) or, for float arrays
+    (decay sums), as numpy arrays: read through Arrow, which converts lists several times faster than pandas'
+    own conversion."""
     table = expr.to_pyarrow()
     columns = {}
     for name, column in zip(table.column_names, table.columns):
         if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            columns[name] = [tuple(v) for v in column.to_pylist()]
+            lists = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+            if pa.types.is_floating(lists.type.value_type) and lists.null_count == 0:
+                # float arrays (the decay sums) split straight out of Arrow's flat values, no Python floats
+                offsets = lists.offsets.to_numpy()
+                values = lists.flatten().to_numpy(zero_copy_only=False).astype(float, copy=False)
+                columns[name] = np.split(values, offsets[1:-1] - offsets[0]) if len(lists) else []
+            else:
+                columns[name] = [tuple(v) for v in lists.to_pylist()]
         else:
             columns[name] = column.to_numpy()
     return pd.DataFrame(columns)
