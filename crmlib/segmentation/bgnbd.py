@@ -328,14 +328,23 @@ class BetaGeoFitter(BaseFitter):
         ``1 - (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)``: small parameters for every x.
         (Assumes a != 1; the paper's formula has the same removable singularity.)
         """
-        r, alpha, a, b = self._check_fitted()
         x, t_x, big_t = _as_arrays(frequency, recency, T)
+        return (self.conditional_expected_number_of_purchases_if_alive(t, x, big_t)
+                * self.conditional_probability_alive(x, t_x, big_t))
+
+    def conditional_expected_number_of_purchases_if_alive(self, t, frequency, T) -> np.ndarray:
+        """E[Y(t) | alive at T, x, T]: the expected repeat purchases in (T, T+t] of a customer still alive.
+
+        :meth:`conditional_expected_number_of_purchases_up_to_time` is this times P(alive); recency enters
+        only through P(alive), so a horizon's periods can be evaluated once per distinct (x, T).
+        """
+        r, alpha, a, b = self._check_fitted()
+        x, big_t = np.asarray(frequency, dtype=float), np.asarray(T, dtype=float)
         t = np.asarray(t, dtype=float)
-        p_alive = self.conditional_probability_alive(x, t_x, big_t)
         one_minus_z = (alpha + big_t) / (alpha + big_t + t)
         z = t / (alpha + big_t + t)
         bracket = 1.0 - one_minus_z ** (a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
-        return (a + b + x - 1.0) / (a - 1.0) * bracket * p_alive
+        return (a + b + x - 1.0) / (a - 1.0) * bracket
 
     def predict(self, t, frequency, recency, T) -> np.ndarray:
         """Alias of :meth:`conditional_expected_number_of_purchases_up_to_time`."""

@@ -53,12 +53,11 @@ def customer_lifetime_value(
     t_x = np.asarray(recency, float)
     big_t = np.asarray(T, float)
     m = np.asarray(monetary_value, float)
-    # Distinct (x, t_x, T) patterns: hyp2f1 per period is the costly part.
-    keys = pd.DataFrame({"x": x, "t_x": t_x, "T": big_t})
-    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
+    # hyp2f1 per period is the costly part, and it depends on (x, T) only: the periods are summed once per
+    # distinct (x, T), and P(alive) (which adds t_x) multiplies the sums per customer
+    codes, uniques = pd.MultiIndex.from_arrays([x, big_t]).factorize()
     ux = uniques.get_level_values(0).to_numpy(float)
-    ut = uniques.get_level_values(1).to_numpy(float)
-    uT = uniques.get_level_values(2).to_numpy(float)
+    uT = uniques.get_level_values(1).to_numpy(float)
 
     days = time_unit_days(time_unit)
     horizon = ONE_YEAR[time_unit] if horizon is None else float(horizon)
@@ -68,18 +67,17 @@ def customer_lifetime_value(
     value_u = np.zeros(ux.size)
     previous = np.zeros(ux.size)
     for t_k in edges:
-        cumulative = bgnbd.conditional_expected_number_of_purchases_up_to_time(t_k, ux, ut, uT)
+        cumulative = bgnbd.conditional_expected_number_of_purchases_if_alive(t_k, ux, uT)
         discount = (1.0 + discount_rate) ** (-(t_k * days / 365.25))
         value_u += (cumulative - previous) * discount
         previous = cumulative
-    expected_u = previous
-    p_alive_u = bgnbd.conditional_probability_alive(ux, ut, uT)
+    p_alive = bgnbd.conditional_probability_alive(x, t_x, big_t)
     aov = np.full(x.shape, np.nan) if gamma_gamma is None else gamma_gamma.conditional_expected_average_profit(x, m)
     return pd.DataFrame(
         {
-            "p_alive": p_alive_u[codes],
-            "expected_purchases": expected_u[codes],
+            "p_alive": p_alive,
+            "expected_purchases": previous[codes] * p_alive,
             "expected_avg_value": aov,
-            "clv": margin * aov * value_u[codes],
+            "clv": margin * aov * (value_u[codes] * p_alive),
         }
     )
