@@ -28,7 +28,7 @@ from crmlib.present import fmt_count
 from crmlib.status import CannotCompute
 
 __all__ = ["ClusterResult", "rfm_feature_matrix", "scan_k", "fit_clusters", "profile_words", "describe_profile",
-           "translated_profile", "SCAN_SAMPLE"]
+           "translated_profile", "silhouette_scores", "SCAN_SAMPLE"]
 
 SCAN_SAMPLE = 200_000
 
@@ -78,15 +78,71 @@ def _scan(x: np.ndarray, k_min: int, k_max: int, seed: int, silhouette_sample: i
     if x.shape[0] > scan_sample:
         x = x[np.sort(np.random.default_rng(seed).choice(x.shape[0], scan_sample, replace=False))]
     n_distinct = len(np.unique(x, axis=0))
-    rows, models = [], {}
-    for k in range(k_min, min(k_max, n_distinct - 1) + 1):
-        models[k] = model = _kmeans(x, k, seed)
-        sample = min(silhouette_sample, x.shape[0])
-        sil = silhouette_score(x, model.labels_, sample_size=sample if sample < x.shape[0] else None, random_state=seed)
-        rows.append({"k": k, "inertia": float(model.inertia_), "silhouette": float(sil)})
-    frame = pd.DataFrame(rows)
+    models = {k: _kmeans(x, k, seed) for k in range(k_min, min(k_max, n_distinct - 1) + 1)}
+    silhouettes = silhouette_scores(x, {k: m.labels_ for k, m in models.items()},
+                                    sample_size=silhouette_sample, seed=seed)
+    frame = pd.DataFrame([{"k": k, "inertia": float(m.inertia_), "silhouette": silhouettes[k]}
+                          for k, m in models.items()])
     frame.attrs["rows"] = x.shape[0]
     return frame, models
+
+
+def silhouette_scores(x: np.ndarray, labelings: dict, *, sample_size: int = 10_000, seed: int = 0) -> dict:
+    """Mean silhouette (Euclidean) of each labeling of the same points, with one pass over their distances.
+
+    Equal to ``sklearn.metrics.silhouette_score(x, labels, sample_size=..., random_state=seed)`` for each
+    labeling (the same seeded sample of ``sample_size`` points, all of them when there are not more, and
+    the same chunked distances), to float rounding: the distances to each cluster are summed by a matrix
+    product, for every labeling at once, instead of computing the distances again for each k.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d)
+    labelings : dict
+        Key (e.g. k) -> cluster labels of the ``n`` points.
+    sample_size : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        Key -> mean silhouette.
+    """
+    from sklearn.metrics import pairwise_distances_chunked
+    from sklearn.utils import check_random_state
+
+    if sample_size < x.shape[0]:
+        rows = check_random_state(seed).permutation(x.shape[0])[:sample_size]
+        x, labelings = x[rows], {key: np.asarray(labels)[rows] for key, labels in labelings.items()}
+    n = x.shape[0]
+    codes = {key: np.unique(labels, return_inverse=True)[1] for key, labels in labelings.items()}
+    for key, code in codes.items():
+        if not 2 <= code.max() + 1 <= n - 1:  # sklearn's own message for a labeling it cannot score
+            silhouette_score(x, labelings[key])
+    sizes = {key: np.bincount(code) for key, code in codes.items()}
+    members = {key: np.eye(len(sizes[key]))[code] for key, code in codes.items()}
+    keys = list(codes)
+
+    def reduce(distances: np.ndarray, start: int) -> tuple:
+        chunk = np.arange(distances.shape[0])
+        out = []
+        for key in keys:
+            totals = distances @ members[key]  # each point's summed distance to each cluster
+            own = codes[key][start:start + len(chunk)]
+            intra = totals[chunk, own].copy()
+            totals[chunk, own] = np.inf
+            out += [intra, (totals / sizes[key]).min(axis=1)]
+        return tuple(out)
+
+    parts = list(zip(*pairwise_distances_chunked(x, reduce_func=reduce)))
+    scores = {}
+    for i, key in enumerate(keys):
+        intra, inter = np.concatenate(parts[2 * i]), np.concatenate(parts[2 * i + 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            intra = intra / (sizes[key] - 1)[codes[key]]
+            values = (inter - intra) / np.maximum(intra, inter)
+        scores[key] = float(np.mean(np.nan_to_num(values)))  # a cluster of one point scores 0, as in sklearn
+    return scores
 
 
 def _level(z: float, low: str, mid: str, high: str) -> str:

@@ -108,3 +108,21 @@ def test_profiles_are_stored_in_english_and_shown_in_the_report_language(zh_cn):
     assert describe_profile(-1.0, 1.0, 1.0) == "recent, frequent, high spend"
     assert translated_profile(-1.0, 1.0, 1.0) == "近期购买、购买频繁、消费高"
     assert translated_profile(1.0, 0.0, -1.0) == "久未购买、购买频率一般、消费低"
+
+
+def test_silhouettes_of_several_labelings_equal_sklearns():
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(11)
+    x = np.vstack([rng.normal(centre, 1.0, (900, 3)) for centre in (0.0, 6.0, 12.0)])
+    labelings = {k: clusters._kmeans(x, k, seed=0).labels_ for k in (2, 3, 5)}
+    labelings["one point alone"] = np.r_[np.zeros(len(x) - 1, dtype=int), 1]  # its silhouette is 0, as in sklearn
+    for sample_size in (len(x), 1_000):  # all points, then sklearn's seeded sample of them
+        ours = clusters.silhouette_scores(x, labelings, sample_size=sample_size, seed=4)
+        for key, labels in labelings.items():
+            if sample_size < len(x) and key == "one point alone":
+                continue  # the sample may miss the lone point, and sklearn then refuses one label
+            expected = silhouette_score(x, labels, sample_size=sample_size if sample_size < len(x) else None,
+                                        random_state=4)
+            assert ours[key] == pytest.approx(expected, abs=1e-12), key
+    assert ours[3] > ours[5] and ours[3] > ours[2]  # the planted three groups score best
