@@ -331,23 +331,28 @@ def by_channel(campaign_journeys: JourneyResult) -> JourneyResult:
     if campaign_journeys.conventions.get("label") != "campaign":
         raise ValueError("by_channel reads campaign-level journeys (build_journeys(label='campaign'))")
     paths = campaign_journeys.paths
-    channel_path = pd.Series([tuple(step[0] for step in p) for p in paths["path"]], index=paths.index, dtype=object)
     sums = [c for c in paths.columns if c != "path" and not c.startswith("decay_")]
     decays = [c for c in paths.columns if c.startswith("decay_")]
-    merged: dict[tuple, dict] = {}
-    for i, key in enumerate(channel_path):
-        row = merged.get(key)
-        if row is None:
-            merged[key] = {**{c: float(paths[c].iat[i]) for c in sums},
-                           **{c: np.array(paths[c].iat[i], dtype=float) for c in decays}}
-        else:
-            for c in sums:
-                row[c] += float(paths[c].iat[i])
-            for c in decays:
-                row[c] += paths[c].iat[i]
-    order = sorted(merged)  # channel names in code-point order: the engine's label order
-    out = pd.DataFrame({"path": pd.Series(order, dtype=object),
-                        **{c: [merged[k][c] for k in order] for c in sums + decays}})
+    group_of: dict[tuple, int] = {}
+    codes = np.array([group_of.setdefault(tuple(step[0] for step in p), len(group_of)) for p in paths["path"]],
+                     dtype=np.int64)
+    groups = list(group_of)
+    # the decay sums of all paths laid end to end: a campaign path's position k adds to its channel path's k
+    lengths = np.array([len(p) for p in paths["path"]], dtype=np.int64)
+    group_length = np.array([len(g) for g in groups], dtype=np.int64)
+    group_start = np.concatenate([[0], np.cumsum(group_length)[:-1]])
+    row_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    target = np.repeat(group_start[codes] - row_start, lengths) + np.arange(int(lengths.sum()))
+    columns = {c: np.bincount(codes, weights=paths[c].to_numpy(float), minlength=len(groups)) for c in sums}
+    for c in decays:
+        flat = np.concatenate(list(paths[c])) if len(paths) else np.zeros(0)
+        merged = np.bincount(target, weights=flat, minlength=int(group_length.sum()))
+        columns[c] = np.split(merged, np.cumsum(group_length)[:-1]) if len(groups) else []
+    order = sorted(range(len(groups)), key=groups.__getitem__)  # channel names in code-point order: the engine's
+    out = pd.DataFrame({"path": pd.Series([groups[i] for i in order], dtype=object),
+                        **{c: [columns[c][i] for i in order] for c in sums + decays}})
+    for c in sums:
+        out[c] = out[c].astype(float)
     conventions = {**campaign_journeys.conventions, "label": "channel", "path_format": PATH_FORMAT[0]}
     return JourneyResult(out, campaign_journeys.lengths.copy(), campaign_journeys.time_to_convert.copy(),
                          dict(campaign_journeys.summary, distinct_paths=len(out)), conventions)
