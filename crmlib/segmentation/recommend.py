@@ -54,7 +54,9 @@ Precision, recall, NDCG, MAP and hit rate at ``k`` carry 95 % intervals ``mean +
 over customers. Customers with no purchase before the cutoff (cold) and products first sold in the test
 window (unseen) cannot be scored by any method and are counted, not hidden. When more than
 ``evaluation_customers`` customers can be scored, a random sample of that many is (fixed seed), so the
-evaluation costs the same on a million customers as on fifty thousand.
+evaluation costs the same on a million customers as on fifty thousand. :func:`recommendation_tables` makes
+the holdout's fit and the final one from one set of queries (:class:`_FitQueries`: each query answers for
+both dates at once), so the lines are read for the recommender as often as for one fit.
 """
 
 from __future__ import annotations
@@ -129,6 +131,7 @@ EVALUATION_COLUMNS = (["method", "list", "k", "customers"]
 
 _CHUNK = 50_000  # customers scored at a time: bounds the memory of A @ S and of the fill matrices
 _ENTRY_BLOCK = 1 << 20  # history entries given a repurchase score at a time: bounds its float64 temporaries
+_DENSE_NEIGHBOURS = 1 << 22  # neighbour matrices up to this many cells (32 MB) are also laid out in full
 
 
 @dataclass(frozen=True)
@@ -258,14 +261,18 @@ def _sorted_top_k(rows: np.ndarray, cols: np.ndarray, score: np.ndarray, k: int)
     return order[(np.arange(order.size) - group_start) < k]
 
 
-def _top_k(matrix: sp.csr_matrix, k: int, max_width: int = 1024, batch: int = 1 << 22) -> np.ndarray:
+def _top_k(matrix: sp.csr_matrix, k: int, max_width: int = 1024, batch: int = 1 << 22,
+           dense_width: int = 1024) -> np.ndarray:
     """Positions (into ``matrix.data``) of the ``k`` best entries of each row, rows in order and each row's
-    entries in rank order (higher value first, then lower column).
+    entries in rank order (higher value first, then lower column). A row holds each column at most once
+    (as scipy's sums and products of matrices give).
 
     Sorting every candidate of a million customers costs far more than the lists need: each row's k-th
-    best value is found first by a partial sort of padded blocks (rows grouped by length, each group as
-    wide as its longest row rounded up to a power of two, at most ``batch`` cells at a time; rows longer
-    than ``max_width`` are sorted whole), and only the entries at or above it are sorted.
+    best value is found first, and only the entries at or above it are sorted. With at most
+    ``dense_width`` columns (a catalogue of a few hundred products), it comes from a partial sort of
+    consecutive rows laid out in full, ``batch`` cells at a time; otherwise from padded blocks (rows
+    grouped by length, each group as wide as its longest row rounded up to a power of two; rows longer
+    than ``max_width`` are sorted whole).
     """
     lengths = np.diff(matrix.indptr)
     n_rows = lengths.size
@@ -273,6 +280,20 @@ def _top_k(matrix: sp.csr_matrix, k: int, max_width: int = 1024, batch: int = 1 
         return np.zeros(0, dtype=np.int64)
     owner = np.repeat(np.arange(n_rows), lengths)
     threshold = np.full(n_rows, -np.inf)
+    n_cols = matrix.shape[1]
+    if n_cols <= dense_width:
+        # consecutive rows are one slice of the entries: no per-row gathering, and no row is long
+        if n_cols > k:
+            step = max(batch // n_cols, 1)
+            for first in range(0, n_rows, step):
+                last = min(first + step, n_rows)
+                part = slice(matrix.indptr[first], matrix.indptr[last])
+                block = np.full((last - first, n_cols), -np.inf)
+                block[owner[part] - first, matrix.indices[part]] = matrix.data[part]
+                block.partition(n_cols - k, axis=1)  # in place: the k largest end up in the last k columns
+                threshold[first:last] = block[:, n_cols - k]
+        kept = np.flatnonzero(matrix.data >= threshold[owner])
+        return kept[_sorted_top_k(owner[kept], matrix.indices[kept], matrix.data[kept], k)]
     width_of = np.maximum(1 << np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64), k)
     long_rows = lengths > max_width
     for width in np.unique(width_of[(lengths > k) & ~long_rows]):
@@ -485,85 +506,38 @@ class ProductRecommender:
         CannotCompute
             When nobody bought anything up to ``as_of``.
         """
-        import ibis
-
-        from crmlib.engine import drop_beside, scratch_beside
-
-        tag = f"rec_{id(self):x}"
-        self.as_of_ = _as_date(as_of)
-        end_day = (self.as_of_ - dt.date(1970, 1, 1)).days
-        if purchases is None:
-            buys = scratch_beside(lines, f"{tag}_buys", purchase_lines(lines, end=self.as_of_))
-        else:
-            buys = purchases.filter(purchases.day <= ibis.literal(self.as_of_, type="date"))
-        try:
-            products = self._fit_products(lines, buys, tag)
-            if products.empty:
-                raise CannotCompute(_("no product was bought up to {date}: recommendations need order lines "
-                                      "with a positive amount.").format(date=self.as_of_))
-            self.products_ = products
-            # the engine's largest query (the basket self-join) runs before the history arrives in Python:
-            # the engine's working memory for it and the history's arrays do not add up
-            self._fit_neighbours(buys, tag)
-            self._fit_history(buys, tag, end_day)
-        finally:
-            drop_beside(lines, f"{tag}_buys", f"{tag}_products")
-        self._fit_segments(segments)
+        _FitQueries(self, lines, [as_of], purchases=purchases).fit(self, 0, segments=segments)
         return self
 
-    def _fit_products(self, lines: Any, buys: Any, tag: str) -> pd.DataFrame:
-        import ibis
-        from crmlib.engine import scratch_beside
-
-        # buys hold one row per (basket, product): an order's lines share its day
-        counts = buys.group_by("product_id").agg(baskets=buys.count())
-        attributes = [c for c in ("product_name", "category", "brand") if c in lines.columns]
-        names = lines.filter(lines.product_id.notnull()).group_by(
-            product_id=lines.product_id.cast("string")).agg(**{c: lines[c].cast("string").max() for c in attributes})
-        table = counts.left_join(names, "product_id").select("product_id", "baskets", *attributes)
-        ranked = table.mutate(index=ibis.row_number().over(
-            ibis.window(order_by=[ibis.desc(table.baskets), table.product_id])))
-        stored = scratch_beside(lines, f"{tag}_products", ranked)
-        sizes = buys.group_by(["customer_key", "order_id"]).agg(size=buys.count())
-        basket_stats = sizes.aggregate(baskets=sizes.count(), largest=sizes.size.max()).to_pandas().iloc[0]
-        self.n_baskets_ = int(basket_stats["baskets"])
-        self.largest_basket_ = int(basket_stats["largest"]) if self.n_baskets_ else 0
-        frame = stored.order_by("index").to_pandas()
+    def _set_products(self, frame: pd.DataFrame, n_baskets: int, largest: int) -> None:
+        """The catalogue (``product_id, baskets`` and the attributes, best-seller first) and basket counts."""
+        self.n_baskets_ = int(n_baskets)
+        self.largest_basket_ = int(largest) if self.n_baskets_ else 0
+        frame = frame.reset_index(drop=True)
         for col in ("product_name", "category", "brand"):
             if col not in frame.columns:
                 frame[col] = None
         frame["excluded"] = (frame["product_id"].isin(self.exclude_products)
                              | frame["category"].isin(self.exclude_categories))
-        self._products_table = stored
-        return frame.drop(columns="index").reset_index(drop=True)
+        self.products_ = frame
 
-    def _fit_history(self, buys: Any, tag: str, end_day: int) -> None:
-        history = buys.group_by(["customer_key", "product_id"]).agg(
-            n=buys.count(), first=buys.day.min().epoch_days(), last=buys.day.max().epoch_days())
-        products = self._products_table.select("product_id", "index")
-        history = history.join(products, "product_id").select("customer_key", "index", "n", "first", "last")
-        # the customers' order is the order the engine returns them in (evaluation means are summed in it):
-        # the query stays as it is, and each column is narrowed and let go of as soon as it is read
-        arrow = history.to_pyarrow()
-        encoded = pc.dictionary_encode(arrow["customer_key"]).combine_chunks()
-        arrow = arrow.drop_columns(["customer_key"])
-        self.customers_ = encoded.dictionary
+    def _set_history(self, customers: pa.Array, rows: np.ndarray, cols: np.ndarray, n: np.ndarray,
+                     first: np.ndarray, last: np.ndarray, end_day: int) -> None:
+        """The per-customer product history (one entry per customer row and catalogue index: orders ``n``,
+        ``first`` and ``last`` epoch day, all int32) as matrices, with each entry's repurchase score."""
+        self.customers_ = customers
         n_customers, n_products = len(self.customers_), len(self.products_)
         self.n_customers_ = n_customers
         shape = (n_customers, n_products)
         # the entries in CSR order (customer, then product): scipy's counting sort by row and a short sort
         # within each row are much faster than a lexsort of millions of pairs; data holds the permutation
-        position_type = np.int32 if arrow.num_rows < np.iinfo(np.int32).max else np.int64
-        placed = sp.csr_matrix((np.arange(arrow.num_rows, dtype=position_type),
-                                (encoded.indices.to_numpy(), arrow["index"].to_numpy())), shape=shape)
-        del encoded
-        arrow = arrow.drop_columns(["index"])
+        position_type = np.int32 if n.size < np.iinfo(np.int32).max else np.int64
+        placed = sp.csr_matrix((np.arange(n.size, dtype=position_type), (rows, cols)), shape=shape)
+        del rows
         placed.sort_indices()
         order, cols, indptr = placed.data, placed.indices, placed.indptr
-        # a count of orders and epoch days: int32 holds them exactly
-        n, first, last = (arrow[name].to_numpy().astype(np.int32)[order] for name in ("n", "first", "last"))
-        del arrow, placed, order
-        pa.default_memory_pool().release_unused()  # the Arrow copy of the history is gone: give it back
+        n, first, last = n[order], first[order], last[order]
+        del placed, order
         rows = np.repeat(np.arange(n_customers, dtype=np.int64), np.diff(indptr))
         self._entry_keys = rows * n_products + cols     # ascending: the entries' order in the matrices below
         del rows
@@ -611,51 +585,9 @@ class ProductRecommender:
         cycle = _own_cycle(n, self._first_day[entry], last)
         return np.where(n >= 2, np.maximum(np.rint(cycle), 1), since).astype(np.int64)
 
-    def _fit_neighbours(self, buys: Any, tag: str) -> None:
-        import ibis
-
-        stored = self._products_table
-        # pairs are counted on catalogue indexes, not product ids: the engine's self-join of the baskets and
-        # its group-by of the pairs then hold integers instead of strings. The indexes rank the products
-        # as the basket cap does (most baskets first, then product id), so the same products are kept.
-        indexed = buys.join(stored.select("product_id", product_index=stored["index"]), "product_id")
-        indexed = indexed.select("customer_key", "order_id", product_id=indexed.product_index)
-        supports = stored.select(product_id=stored["index"], baskets=stored.baskets)
-        # the cap ranks the products of every basket: skip it when no basket is over it
-        cap = self.max_basket_size if self.largest_basket_ > self.max_basket_size else None
-        pairs = co_occurrence(indexed, supports, min_product_baskets=self.min_product_baskets,
-                              max_basket_size=cap, min_pair_baskets=self.min_pair_baskets)
-        pairs = pairs.rename(own_index="product_id", other_index="other_product_id")
-        category = stored.category if "category" in stored.columns else ibis.null().cast("string")
-        other = stored.select(other_product_id=stored.product_id, other_baskets=stored.baskets,
-                              other_index=stored["index"], other_category=category)
-        mine = stored.select(product_id=stored.product_id, own_baskets=stored.baskets, own_index=stored["index"])
-        pairs = pairs.join(mine, "own_index").join(other, "other_index")
-        if self.exclude_products:
-            pairs = pairs.filter(~pairs.other_product_id.isin(list(self.exclude_products)))
-        if self.exclude_categories:
-            pairs = pairs.filter(pairs.other_category.isnull()
-                                 | ~pairs.other_category.isin(list(self.exclude_categories)))
-        total = float(max(self.n_baskets_, 1))
-        # counts cast to float before meeting ``total``: Spark reads a float literal as a DECIMAL, and the
-        # quotient would be rounded to 6 places
-        together = pairs.baskets.cast("float64")
-        scored = pairs.mutate(
-            support=together / total,
-            confidence=pairs.baskets / pairs.own_baskets,
-            lift=together * total / (pairs.own_baskets * pairs.other_baskets),
-            cosine=pairs.baskets / (pairs.own_baskets.cast("float64") * pairs.other_baskets).sqrt())
-        # two best-sellers share many baskets by chance alone: a partner must be bought with the product
-        # more often than chance (lift above 1), or "often bought with" would not be true
-        scored = scored.filter(scored.lift > 1)
-        ranked = scored.mutate(rank=ibis.row_number().over(ibis.window(
-            group_by=scored.product_id,
-            order_by=[ibis.desc(scored.cosine), ibis.desc(scored.baskets), scored.other_index])))
-        ranked = ranked.filter(ranked["rank"] < self.neighbours)
-        table = ranked.select("product_id", "other_product_id", "own_index", "other_index",
-                              rank=(ranked["rank"] + 1).cast("int64"), baskets=ranked.baskets.cast("int64"),
-                              support="support", confidence="confidence", lift="lift", cosine="cosine").to_pandas()
-        table = table.sort_values(["own_index", "rank"]).reset_index(drop=True)
+    def _set_neighbours(self, table: pd.DataFrame) -> None:
+        """The "also bought" partners (:data:`ALSO_BOUGHT_COLUMNS` with ``own_index, other_index``, sorted by
+        product and rank) and the neighbour matrices the lists are scored with."""
         n_products = len(self.products_)
         i = table["own_index"].to_numpy(np.int64)
         j = table["other_index"].to_numpy(np.int64)
@@ -663,6 +595,7 @@ class ProductRecommender:
         # which, unlike cosine, does not push best-sellers down (they are what people do buy next)
         self._neighbours = sp.csr_matrix((table["confidence"].to_numpy(float), (i, j)),
                                          shape=(n_products, n_products))
+        self._link_rank = None  # laid out in full when first looked up (:meth:`_link_ranks`)
         # cross-sell candidates are the same partners, their confidence shrunk toward the partner's share
         # of baskets (best-seller first): what a customer buys for the first time is mostly popular
         popularity = self.products_["baskets"].to_numpy(float) / max(float(self.products_["baskets"].max()), 1.0)
@@ -686,10 +619,13 @@ class ProductRecommender:
         codes, names = pd.factorize(seg["segment"].astype(str).to_numpy()[found])
         self._segment_of[positions[found]] = codes
         self.segment_names_ = list(names)
-        bought = (self._times > 0).astype(np.float64)
-        membership = sp.csr_matrix((np.ones(int(found.sum())), (codes, positions[found])),
-                                   shape=(len(names), n_customers))
-        buyers = np.asarray((membership @ bought).todense())
+        # buyers per (segment, product): a count over the history entries (each customer holds a product
+        # once), which unlike a product of sparse matrices makes no copy of the history
+        n_products = len(self.products_)
+        segment = self._segment_of[self._entry_keys // n_products]
+        member = segment >= 0
+        buyers = np.bincount(segment[member] * n_products + self._times.indices[member],
+                             minlength=len(names) * n_products).reshape(len(names), n_products).astype(np.float64)
         for s in range(len(names)):
             score = np.where(self._allowed & (buyers[s] > 0), buyers[s], 0.0)
             ranked = np.lexsort((np.arange(score.size), -score))
@@ -759,26 +695,51 @@ class ProductRecommender:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_reason)
 
+    def _link_ranks(self) -> np.ndarray:
+        """The neighbour matrix laid out in full (row-major, flat) as the rank of each value among its
+        distinct positive values (1 = the weakest link; 0 = not neighbours)."""
+        if getattr(self, "_link_rank", None) is None:
+            flat = self._neighbours.toarray().ravel()
+            positive = np.unique(flat[flat > 0])
+            self._link_rank = np.where(flat > 0, np.searchsorted(positive, flat) + 1, 0).astype(np.int64)
+        return self._link_rank
+
     def _strongest_link(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """For each recommended (customer row, product): the product of the customer's history most
-        similar to it (-1 when none is a neighbour)."""
+        similar to it (-1 when none is a neighbour; among equally similar ones, the best-seller)."""
         best = np.full(rows.size, -1, dtype=np.int64)
-        if self._neighbours.nnz == 0:
+        if self._neighbours.nnz == 0 or rows.size == 0:
             return best
-        owner, where = _expand_rows(self._times, rows)
-        history = self._times.indices[where].astype(np.int64)
+        n_products = self._neighbours.shape[0]
+        # each recommendation's history entries, contiguous; ``offset`` is an entry's place in its group
+        starts = self._times.indptr[rows]
+        lengths = self._times.indptr[rows + 1] - starts
+        group_start = np.cumsum(lengths) - lengths
+        offset = np.arange(int(lengths.sum())) - np.repeat(group_start, lengths)
+        history = self._times.indices[np.repeat(starts, lengths) + offset].astype(np.int64)
+        other = np.repeat(cols, lengths)
+        has = lengths > 0
+        if offset.size == 0:
+            return best
+        if n_products * n_products <= _DENSE_NEIGHBOURS:
+            # a catalogue of a few hundred products: one reduction of a key that orders the entries by
+            # similarity, then by earlier place (a customer holds each product once, so a place is below
+            # ``width``), picks the strongest link and, among equals, the first (best-selling) product
+            width = 1 << int(n_products).bit_length()
+            key = self._link_ranks()[history * n_products + other] * width + (width - 1 - offset)
+            peak = np.maximum.reduceat(key, group_start[has])
+            ok = peak >= width  # a rank of at least 1: a neighbour
+            at = (width - 1 - peak % width)[ok]
+            best[np.flatnonzero(has)[ok]] = history[group_start[has][ok] + at]
+            return best
         # a lookup in the neighbour matrix's own rows (a few entries each) beats a search of all pairs
-        value = np.asarray(self._neighbours[history, cols[owner]]).ravel()
-        if owner.size:
-            # each recommendation's history entries are contiguous and never empty: reduce per group
-            lengths = np.bincount(owner, minlength=rows.size)
-            starts = np.cumsum(lengths) - lengths
-            has = lengths > 0
-            peak = np.maximum.reduceat(value, starts[has])
-            at_peak = np.where(value == np.repeat(peak, lengths[has]), np.arange(owner.size), owner.size)
-            chosen = np.minimum.reduceat(at_peak, starts[has])
-            ok = value[chosen] > 0
-            best[owner[chosen][ok]] = history[chosen][ok]
+        value = np.asarray(self._neighbours[history, other]).ravel()
+        peak = np.maximum.reduceat(value, group_start[has])
+        position = np.arange(offset.size)
+        at_peak = np.where(value == np.repeat(peak, lengths[has]), position, offset.size)
+        chosen = np.minimum.reduceat(at_peak, group_start[has])
+        ok = value[chosen] > 0
+        best[np.flatnonzero(has)[ok]] = history[chosen[ok]]
         return best
 
     def _scored_chunk(self, rows: np.ndarray, list_name: str) -> dict[str, np.ndarray]:
@@ -864,15 +825,20 @@ class ProductRecommender:
         return pa.concat_tables(chunks) if chunks else self._arrow(self._lists(list_name, np.zeros(0, np.int64)),
                                                                    list_name)
 
-    def iter_recommendations(self, list_name: str, customers: np.ndarray | None = None):
+    def iter_recommendations(self, list_name: str, customers: np.ndarray | None = None, *, observe: Any = None):
         """:meth:`recommendations` one chunk of customers at a time (Arrow tables), so that a writer can
-        store a million customers' lists without holding them all in memory."""
+        store a million customers' lists without holding them all in memory. ``observe(list_name, lists)``,
+        when given, sees each chunk's lists as arrays first (row, rank, col, score, reason, n, days,
+        product: see :meth:`_scored_chunk`)."""
         self._check_fitted()
         if list_name not in LISTS:
             raise ValueError(f"unknown list {list_name!r}: use one of {', '.join(LISTS)}")
         rows = np.arange(self.n_customers_) if customers is None else np.asarray(customers, dtype=np.int64)
         for start in range(0, rows.size, _CHUNK):
-            yield self._arrow(self._scored_chunk(rows[start:start + _CHUNK], list_name), list_name)
+            lists = self._scored_chunk(rows[start:start + _CHUNK], list_name)
+            if observe is not None:
+                observe(list_name, lists)
+            yield self._arrow(lists, list_name)
 
     def _arrow(self, lists: dict[str, np.ndarray], list_name: str) -> pa.Table:
         if not hasattr(self, "_product_ids"):
@@ -918,6 +884,257 @@ class ProductRecommender:
         fill_rows, fill_cols, _unused = self._fill(rows, np.zeros(rows.size, np.int64), np.zeros(0, np.int64),
                                                    exclude_bought=exclude_bought, by_segment=False)
         return _in_rank_order(fill_rows, fill_cols)
+
+
+class _FitQueries:
+    """The engine's part of fitting recommenders up to one or more dates (the holdout's cutoff and the
+    as-of date): every query reads the purchases once for all the dates, with one aggregate per date, and
+    the history reaches Python once. :meth:`fit` then hands one date's answers to a recommender.
+
+    Parameters
+    ----------
+    settings : ProductRecommender
+        Whose settings (supports, basket cap, exclusions) the queries use.
+    lines : ibis.Table
+        The ``order_lines`` table.
+    ends : list of date-like
+        The last day of data of each fit.
+    purchases : ibis.Table, optional
+        :func:`purchase_lines` up to ``max(ends)`` or later, stored by the caller; else stored here.
+    """
+
+    def __init__(self, settings: ProductRecommender, lines: Any, ends: list[Any], *, purchases: Any = None) -> None:
+        import ibis
+
+        from crmlib.engine import drop_beside, scratch_beside
+
+        self.ends = [_as_date(e) for e in ends]
+        self._last = max(self.ends)
+        tag = f"rec_{id(self):x}"
+        if purchases is None:
+            buys = scratch_beside(lines, f"{tag}_buys", purchase_lines(lines, end=self._last))
+        else:
+            buys = purchases.filter(purchases.day <= ibis.literal(self._last, type="date"))
+        try:
+            self._products(lines, buys)
+            self.pairs: list[pd.DataFrame | None] = [None] * len(self.ends)
+            self.history: list[tuple[np.ndarray, ...] | None] = [None] * len(self.ends)
+            if len(self.catalogue):
+                stored = scratch_beside(lines, f"{tag}_products", ibis.memtable(
+                    self.catalogue[self._engine_columns], schema=ibis.schema(self._engine_schema)))
+                # the engine's largest query (the basket self-join) runs before the history arrives in
+                # Python: the engine's working memory for it and the history's arrays do not add up
+                self._pairs(settings, lines, buys, stored, tag)
+                self._history(buys, stored)
+        finally:
+            drop_beside(lines, f"{tag}_buys", f"{tag}_products", f"{tag}_pairs")
+
+    def _within(self, day: Any, i: int) -> Any:
+        """The condition "``day`` is up to end ``i``"; None for the last date, which every purchase is within."""
+        import ibis
+
+        return None if self.ends[i] == self._last else day <= ibis.literal(self.ends[i], type="date")
+
+    def _products(self, lines: Any, buys: Any) -> None:
+        """Baskets per product up to each date (buys hold one row per basket and product), the attributes,
+        each date's catalogue index (most baskets first, then product id) and the basket counts."""
+        dates = range(len(self.ends))
+        counts = buys.group_by("product_id").agg(
+            **{f"baskets_{i}": buys.count(where=self._within(buys.day, i)) for i in dates})
+        attributes = [c for c in ("product_name", "category", "brand") if c in lines.columns]
+        names = lines.filter(lines.product_id.notnull()).group_by(
+            product_id=lines.product_id.cast("string")).agg(**{c: lines[c].cast("string").max() for c in attributes})
+        frame = counts.left_join(names, "product_id").select(
+            "product_id", *[f"baskets_{i}" for i in dates], *attributes).to_pandas()
+        last = self.ends.index(self._last)
+        # the last date's order numbers the products for the engine (``code``): it holds every product
+        frame = frame.sort_values([f"baskets_{last}", "product_id"], ascending=[False, True]).reset_index(drop=True)
+        frame["code"] = np.arange(len(frame), dtype=np.int64)
+        for i in dates:
+            bought = frame[frame[f"baskets_{i}"] > 0].sort_values([f"baskets_{i}", "product_id"],
+                                                                   ascending=[False, True])
+            index = np.full(len(frame), -1, dtype=np.int64)
+            index[bought["code"].to_numpy()] = np.arange(len(bought))
+            frame[f"index_{i}"] = index
+        self.attributes = attributes
+        self.catalogue = frame
+        self._engine_schema = {"product_id": "string", "code": "int64",
+                               **{f"{c}_{i}": "int64" for i in dates for c in ("baskets", "index")}}
+        if "category" in attributes:
+            self._engine_schema["category"] = "string"
+        self._engine_columns = list(self._engine_schema)
+        # a basket is one (customer, order); its size up to each date
+        sizes = buys.group_by(["customer_key", "order_id"]).agg(
+            **{f"size_{i}": buys.count(where=self._within(buys.day, i)) for i in dates})
+        stats = sizes.aggregate(**{name: value for i in dates for name, value in (
+            (f"baskets_{i}", sizes.count() if i == last else (sizes[f"size_{i}"] > 0).sum()),
+            (f"largest_{i}", sizes[f"size_{i}"].max()))}).to_pandas().iloc[0]
+        self.n_baskets = [_whole(stats[f"baskets_{i}"]) for i in dates]
+        self.largest = [_whole(stats[f"largest_{i}"]) for i in dates]
+
+    def _pairs(self, settings: ProductRecommender, lines: Any, buys: Any, stored: Any, tag: str) -> None:
+        """Each date's "also bought" partners (:meth:`ProductRecommender._set_neighbours`'s table).
+
+        Pairs are counted on integer product numbers, not product ids: the self-join of the baskets and
+        its group-by then hold integers instead of strings. Dates whose baskets are all within the cap
+        share one self-join with a count per date; a date with larger baskets keeps each basket's
+        best-selling products by that date's counts (:func:`co_occurrence`), in a query of its own.
+        """
+        from crmlib.engine import scratch_beside
+
+        dates = range(len(self.ends))
+        capped = [self.largest[i] > settings.max_basket_size for i in dates]
+        counted: dict[int, tuple[Any, str]] = {}
+        shared = [i for i in dates if not capped[i]]
+        if shared:
+            last = self.ends.index(self._last)
+            kept = stored.filter(stored[f"baskets_{last}"] >= settings.min_product_baskets)
+            items = buys.join(kept.select("product_id", "code"), "product_id").select(
+                "customer_key", "order_id", "code", "day")
+            other = items.select("customer_key", "order_id", other_code=items.code, other_day=items.day)
+            # each product also pairs with itself here: that is left out when the stored pairs are read, since
+            # an inequality in this query lets DuckDB's planner join the catalogue to both sides of the
+            # self-join in a nested loop (tens of GB of spill at a million customers)
+            pairs = items.join(other, ["customer_key", "order_id"])
+            per_date = {}
+            for i in shared:
+                mine, theirs = self._within(pairs.day, i), self._within(pairs.other_day, i)
+                per_date[f"baskets_{i}"] = pairs.count(where=None if mine is None else mine & theirs)
+            table = pairs.group_by(["code", "other_code"]).agg(**per_date)
+            # every date's count is at most the last date's: this keeps each date's frequent pairs
+            table = table.filter(functools.reduce(
+                operator.or_, [table[f"baskets_{i}"] >= settings.min_pair_baskets for i in shared]))
+            table = scratch_beside(lines, f"{tag}_pairs", table)
+            for i in shared:
+                counted[i] = (table.select(own_key=table.code, other_key=table.other_code,
+                                           baskets=table[f"baskets_{i}"]), "code")
+        for i in dates:
+            if not capped[i]:
+                continue
+            index = stored[f"index_{i}"]
+            within = self._within(buys.day, i)
+            indexed = buys if within is None else buys.filter(within)
+            indexed = indexed.join(stored.filter(index >= 0).select("product_id", product_index=index), "product_id")
+            indexed = indexed.select("customer_key", "order_id", product_id=indexed.product_index)
+            supports = stored.filter(index >= 0).select(product_id=index, baskets=stored[f"baskets_{i}"])
+            pairs = co_occurrence(indexed, supports, min_product_baskets=settings.min_product_baskets,
+                                  max_basket_size=settings.max_basket_size, min_pair_baskets=settings.min_pair_baskets)
+            counted[i] = (pairs.select(own_key=pairs.product_id, other_key=pairs.other_product_id,
+                                       baskets=pairs.baskets), f"index_{i}")
+        for i in dates:
+            self.pairs[i] = self._scored_pairs(settings, stored, *counted[i], i)
+
+    def _scored_pairs(self, settings: ProductRecommender, stored: Any, pairs: Any, key: str, i: int) -> pd.DataFrame:
+        """Support, confidence, lift and cosine of date ``i``'s pairs (``own_key, other_key, baskets``, keyed
+        by ``stored[key]``), each product's ``neighbours`` strongest partners."""
+        import ibis
+
+        present = stored.filter(stored[f"baskets_{i}"] >= settings.min_product_baskets)
+        category = present.category if "category" in present.columns else ibis.null().cast("string")
+        mine = present.select(own_key=present[key], product_id=present.product_id,
+                              own_baskets=present[f"baskets_{i}"], own_index=present[f"index_{i}"])
+        other = present.select(other_key=present[key], other_product_id=present.product_id,
+                               other_baskets=present[f"baskets_{i}"], other_index=present[f"index_{i}"],
+                               other_category=category)
+        pairs = pairs.filter((pairs.baskets >= settings.min_pair_baskets) & (pairs.own_key != pairs.other_key))
+        pairs = pairs.join(mine, "own_key").join(other, "other_key")
+        if settings.exclude_products:
+            pairs = pairs.filter(~pairs.other_product_id.isin(list(settings.exclude_products)))
+        if settings.exclude_categories:
+            pairs = pairs.filter(pairs.other_category.isnull()
+                                 | ~pairs.other_category.isin(list(settings.exclude_categories)))
+        total = float(max(self.n_baskets[i], 1))
+        # counts cast to float before meeting ``total``: Spark reads a float literal as a DECIMAL, and the
+        # quotient would be rounded to 6 places
+        together = pairs.baskets.cast("float64")
+        scored = pairs.mutate(
+            support=together / total,
+            confidence=pairs.baskets / pairs.own_baskets,
+            lift=together * total / (pairs.own_baskets * pairs.other_baskets),
+            cosine=pairs.baskets / (pairs.own_baskets.cast("float64") * pairs.other_baskets).sqrt())
+        # two best-sellers share many baskets by chance alone: a partner must be bought with the product
+        # more often than chance (lift above 1), or "often bought with" would not be true
+        scored = scored.filter(scored.lift > 1)
+        ranked = scored.mutate(rank=ibis.row_number().over(ibis.window(
+            group_by=scored.product_id,
+            order_by=[ibis.desc(scored.cosine), ibis.desc(scored.baskets), scored.other_index])))
+        ranked = ranked.filter(ranked["rank"] < settings.neighbours)
+        table = ranked.select("product_id", "other_product_id", "own_index", "other_index",
+                              rank=(ranked["rank"] + 1).cast("int64"), baskets=ranked.baskets.cast("int64"),
+                              support="support", confidence="confidence", lift="lift", cosine="cosine").to_pandas()
+        return table.sort_values(["own_index", "rank"]).reset_index(drop=True)
+
+    def _history(self, buys: Any, stored: Any) -> None:
+        """Per (customer, product): orders, first and last day up to each date, in one query."""
+        coded = buys.join(stored.select("product_id", "code"), "product_id")
+        aggregates = {}
+        for i in range(len(self.ends)):
+            within = self._within(coded.day, i)
+            aggregates[f"n_{i}"] = coded.count(where=within)
+            aggregates[f"first_{i}"] = coded.day.min(where=within).epoch_days()
+            aggregates[f"last_{i}"] = coded.day.max(where=within).epoch_days()
+        history = coded.group_by(["customer_key", "code"]).agg(**aggregates)
+        # a product number, a count of orders and epoch days: int32 holds them exactly, and the Arrow copy
+        # of every date's columns then takes no more memory than one date's did as int64
+        arrow = history.select("customer_key", **{c: history[c].cast("int32") for c in history.columns[1:]}).to_pyarrow()
+        # each column is narrowed and let go of as soon as it is read: the Arrow copy of a million
+        # customers' history is the largest thing this step holds
+        encoded = pc.dictionary_encode(arrow["customer_key"]).combine_chunks()
+        arrow = arrow.drop_columns(["customer_key"])
+        self.customers = encoded.dictionary
+        self.rows = encoded.indices.to_numpy()
+        del encoded
+        self.codes = arrow["code"].to_numpy().astype(np.int32)
+        arrow = arrow.drop_columns(["code"])
+        for i in range(len(self.ends)):
+            columns = []
+            for name in (f"n_{i}", f"first_{i}", f"last_{i}"):  # a day is null where n is 0
+                columns.append(arrow[name].fill_null(0).to_numpy().astype(np.int32))
+                arrow = arrow.drop_columns([name])
+            self.history[i] = tuple(columns)
+        del arrow
+        pa.default_memory_pool().release_unused()  # the Arrow copy of the history is gone: give it back
+
+    def fit(self, rec: ProductRecommender, i: int, *, segments: pd.DataFrame | None = None) -> ProductRecommender:
+        """Give ``rec`` the fit up to date ``i`` (and let go of that date's answers).
+
+        Raises
+        ------
+        CannotCompute
+            When nobody bought anything up to that date.
+        """
+        rec.as_of_ = self.ends[i]
+        index = self.catalogue[f"index_{i}"].to_numpy()
+        bought = self.catalogue[index >= 0].sort_values(f"index_{i}")
+        if bought.empty:
+            raise CannotCompute(_("no product was bought up to {date}: recommendations need order lines "
+                                  "with a positive amount.").format(date=rec.as_of_))
+        products = bought[["product_id", f"baskets_{i}", *self.attributes]].rename(columns={f"baskets_{i}": "baskets"})
+        rec._set_products(products, self.n_baskets[i], self.largest[i])
+        rec._set_neighbours(self.pairs[i])
+        self.pairs[i] = None
+        n, first, last = self.history[i]
+        self.history[i] = None
+        if self.ends[i] == self._last:
+            customers, rows, codes = self.customers, self.rows, self.codes
+        else:  # the customers who bought by this date, in the same order
+            keep = np.flatnonzero(n > 0)
+            n, first, last, rows, codes = n[keep], first[keep], last[keep], self.rows[keep], self.codes[keep]
+            present = np.zeros(len(self.customers), dtype=bool)
+            present[rows] = True
+            customers = self.customers.take(pa.array(np.flatnonzero(present)))
+            rows = (np.cumsum(present) - 1)[rows]
+        if all(h is None for h in self.history):  # the last fit: the shared arrays go with it
+            del self.rows, self.codes
+        end_day = (rec.as_of_ - dt.date(1970, 1, 1)).days
+        rec._set_history(customers, rows, index[codes], n, first, last, end_day)
+        rec._fit_segments(segments)
+        return rec
+
+
+def _whole(value: Any) -> int:
+    """An engine count as an int (0 where an aggregate of no rows is null)."""
+    return 0 if value is None or pd.isna(value) else int(value)
 
 
 def _median_by(values: np.ndarray, groups: np.ndarray, n_groups: int) -> pd.Series:
@@ -1001,9 +1218,22 @@ class Holdout:
         return row
 
 
+def _holdout_cutoff(as_of: Any, settings: RecommendSettings) -> dt.date:
+    return _as_date(as_of) - dt.timedelta(days=settings.horizon_days)
+
+
+def _no_training_data(cutoff: dt.date, exc: CannotCompute) -> CannotCompute:
+    return CannotCompute(_("the test of the lists learns from purchases up to {date}, and {reason}").format(
+        date=cutoff, reason=exc))
+
+
 def temporal_holdout(lines: Any, as_of: Any, settings: RecommendSettings | None = None, *,
-                     segments: pd.DataFrame | None = None, purchases: Any = None) -> Holdout:
+                     segments: pd.DataFrame | None = None, purchases: Any = None,
+                     recommender: ProductRecommender | None = None) -> Holdout:
     """Fit on purchases up to ``as_of - horizon_days`` and collect what was bought in the days after.
+
+    ``recommender``, when given, is that fit already made (:func:`recommendation_tables` makes it from the
+    queries it shares with the final fit).
 
     Raises
     ------
@@ -1013,12 +1243,13 @@ def temporal_holdout(lines: Any, as_of: Any, settings: RecommendSettings | None 
     """
     settings = settings or RecommendSettings()
     end = _as_date(as_of)
-    cutoff = end - dt.timedelta(days=settings.horizon_days)
-    try:
-        rec = ProductRecommender.from_settings(settings).fit(lines, cutoff, segments=segments, purchases=purchases)
-    except CannotCompute as exc:
-        raise CannotCompute(_("the test of the lists learns from purchases up to {date}, and {reason}").format(
-            date=cutoff, reason=exc)) from None
+    cutoff = _holdout_cutoff(end, settings)
+    rec = recommender
+    if rec is None:
+        try:
+            rec = ProductRecommender.from_settings(settings).fit(lines, cutoff, segments=segments, purchases=purchases)
+        except CannotCompute as exc:
+            raise _no_training_data(cutoff, exc) from None
     import ibis
 
     if purchases is None:
@@ -1058,7 +1289,7 @@ def temporal_holdout(lines: Any, as_of: Any, settings: RecommendSettings | None 
 
 def evaluate_recommendations(lines: Any, as_of: Any, settings: RecommendSettings | None = None, *,
                              segments: pd.DataFrame | None = None, holdout: Holdout | None = None,
-                             purchases: Any = None) -> pd.DataFrame:
+                             purchases: Any = None, recommender: ProductRecommender | None = None) -> pd.DataFrame:
     """Score both lists and the baselines on a :func:`temporal_holdout`.
 
     ``next_basket`` is scored against all products each customer bought in the test window, beside
@@ -1067,7 +1298,8 @@ def evaluate_recommendations(lines: Any, as_of: Any, settings: RecommendSettings
     :data:`EVALUATION_COLUMNS`; ``no_better_than_popularity`` is True when the method's NDCG interval
     overlaps the popularity baseline's on the same list ("no better than best-sellers").
     """
-    holdout = holdout or temporal_holdout(lines, as_of, settings, segments=segments, purchases=purchases)
+    holdout = holdout or temporal_holdout(lines, as_of, settings, segments=segments, purchases=purchases,
+                                          recommender=recommender)
     rec = holdout.recommender
     n_products = len(rec.products_)
     table = []
@@ -1135,6 +1367,41 @@ def _write_arrow_chunks(engine: Any, name: str, chunks: Any) -> int:
     return rows
 
 
+class _ExampleChooser:
+    """Picks each list's example customer while the lists are written (:func:`_list_overview` would read
+    the written table twice more for it): the most own regular products (buy again) or the most different
+    "bought with" products (cross-sell), then the most kinds of reason, then the lowest customer key."""
+
+    def __init__(self, rec: ProductRecommender) -> None:
+        self.rec = rec
+        self.best: dict[str, tuple[int, int, str]] = {}
+
+    def __call__(self, list_name: str, lists: dict[str, np.ndarray]) -> None:
+        if lists["row"].size == 0:
+            return
+        rows, local = np.unique(lists["row"], return_inverse=True)
+        reason = lists["reason"]
+        if list_name == "next_basket":
+            signal = np.bincount(local, weights=reason == _R_REPEAT, minlength=rows.size).astype(np.int64)
+        else:  # distinct products named as a reason (none for a fallback slot)
+            named = lists["product"] >= 0
+            pairs = np.unique(local[named] * len(self.rec.products_) + lists["product"][named])
+            signal = np.bincount(pairs // len(self.rec.products_), minlength=rows.size)
+        kinds = np.unique(local * len(REASONS) + reason)
+        mixed = np.bincount(kinds // len(REASONS), minlength=rows.size)
+        top = np.flatnonzero(signal == signal.max())
+        top = top[mixed[top] == mixed[top].max()]
+        key = pc.min(pc.take(self.rec.customers_, pa.array(rows[top]))).as_py()
+        found = (int(signal[top[0]]), int(mixed[top[0]]), key)
+        held = self.best.get(list_name)
+        if held is None or (found[0], found[1]) > (held[0], held[1]) or (found[:2] == held[:2] and key < held[2]):
+            self.best[list_name] = found
+
+    def keys(self) -> dict[str, str]:
+        """Each list's chosen customer key."""
+        return {name: best[2] for name, best in self.best.items()}
+
+
 @dataclass
 class RecommendationTables:
     """What :func:`recommendation_tables` wrote: the fitted recommender, the evaluation and the counts."""
@@ -1143,6 +1410,8 @@ class RecommendationTables:
     evaluation: pd.DataFrame | Any
     rows: dict[str, int]
     seconds: dict[str, float]
+    #: Each list's example customer (:class:`_ExampleChooser`), for :func:`_list_overview`.
+    example_keys: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"RecommendationTables(rows={self.rows}, seconds={ {k: round(v, 1) for k, v in self.seconds.items()} })"
@@ -1174,30 +1443,50 @@ def recommendation_tables(engine: Any, as_of: Any, settings: RecommendSettings |
         engine.drop("rec_purchases")
 
 
+def _evaluation(queries: _FitQueries, lines: Any, as_of: Any, settings: RecommendSettings,
+                segments: pd.DataFrame | None, purchases: Any) -> pd.DataFrame:
+    """:func:`evaluate_recommendations` on the holdout fit of ``queries`` (its first date); the fit is let go
+    of before the final one is made."""
+    cutoff = queries.ends[0]
+    try:
+        train = queries.fit(ProductRecommender.from_settings(settings), 0, segments=segments)
+    except CannotCompute as exc:
+        raise _no_training_data(cutoff, exc) from None
+    return evaluate_recommendations(lines, as_of, settings, segments=segments, purchases=purchases, recommender=train)
+
+
 def _tables(engine: Any, lines: Any, purchases: Any, as_of: Any, settings: RecommendSettings,
             segments: pd.DataFrame | None, evaluate: bool, seconds: dict[str, float]) -> RecommendationTables:
     import time
 
     evaluation: pd.DataFrame | Any = None
+    start = time.perf_counter()
+    cutoff = _holdout_cutoff(as_of, settings)
+    # the holdout's fit and the final one come from the same queries, each answering for both dates
+    queries = _FitQueries(ProductRecommender.from_settings(settings), lines, [cutoff, as_of] if evaluate else [as_of],
+                          purchases=purchases)
+    seconds["fit"] = time.perf_counter() - start
     if evaluate:
         start = time.perf_counter()
         try:
-            evaluation = evaluate_recommendations(lines, as_of, settings, segments=segments, purchases=purchases)
+            evaluation = _evaluation(queries, lines, as_of, settings, segments, purchases)
             engine.write_table("rec_evaluation", evaluation)
         except CannotCompute as exc:
             evaluation = exc
             engine.table_path("rec_evaluation").unlink(missing_ok=True)
         seconds["evaluation"] = time.perf_counter() - start
     start = time.perf_counter()
-    rec = ProductRecommender.from_settings(settings).fit(lines, as_of, segments=segments, purchases=purchases)
-    seconds["fit"] = time.perf_counter() - start
+    rec = queries.fit(ProductRecommender.from_settings(settings), len(queries.ends) - 1, segments=segments)
+    del queries
+    seconds["fit"] += time.perf_counter() - start
     start = time.perf_counter()
-    written = _write_arrow_chunks(engine, "recommendations",
-                                  (chunk for name in LISTS for chunk in rec.iter_recommendations(name)))
+    chooser = _ExampleChooser(rec)
+    written = _write_arrow_chunks(engine, "recommendations", (chunk for name in LISTS
+                                                              for chunk in rec.iter_recommendations(name, observe=chooser)))
     engine.write_table("also_bought", rec.also_bought_)
     seconds["lists"] = time.perf_counter() - start
     return RecommendationTables(rec, evaluation, {"recommendations": written,
-                                                  "also_bought": len(rec.also_bought_)}, seconds)
+                                                  "also_bought": len(rec.also_bought_)}, seconds, chooser.keys())
 
 
 # -- display ----------------------------------------------------------------------------------------
@@ -1276,12 +1565,28 @@ def _audience_members(recs: Any) -> dict[str, pd.DataFrame]:
     for list_name, chosen in (("next_basket", due), ("cross_sell", personal)):
         rows = recs.filter(recs.list == list_name)
         rows = rows.semi_join(chosen.select("customer_key"), "customer_key")
-        rows = rows.select("customer_key", "rank", "product_id")
-        frame = rows.to_pandas()
-        wide = frame.pivot(index="customer_key", columns="rank", values="product_id")
-        wide.columns = [f"product_{int(r)}" for r in wide.columns]
-        out[list_name] = wide.reset_index()
+        out[list_name] = _wide_lists(rows.select("customer_key", "rank", "product_id").to_pyarrow())
     return out
+
+
+def _wide_lists(long: pa.Table) -> pd.DataFrame:
+    """``customer_key, product_1 .. product_<k>`` (customers in key order, one column per rank present) from
+    one row per (customer, rank): what ``DataFrame.pivot`` gives, placed with Arrow instead (pivoting a few
+    hundred thousand lists of text through pandas' unstack takes seconds)."""
+    keys = pc.dictionary_encode(long["customer_key"]).combine_chunks()
+    in_order = pc.sort_indices(keys.dictionary).to_numpy()
+    row_of = np.empty(in_order.size, dtype=np.int64)
+    row_of[in_order] = np.arange(in_order.size)
+    rows = row_of[keys.indices.to_numpy()]
+    rank = long["rank"].to_numpy()
+    ranks = np.unique(rank)
+    line = np.full((in_order.size, ranks.size), -1, dtype=np.int64)  # each cell's row of ``long``
+    line[rows, np.searchsorted(ranks, rank)] = np.arange(rank.size)
+    products = long["product_id"].combine_chunks()
+    wide = {"customer_key": keys.dictionary.take(pa.array(in_order))}
+    wide.update({f"product_{int(r)}": products.take(pa.array(line[:, j], mask=line[:, j] < 0))
+                 for j, r in enumerate(ranks)})
+    return pa.table(wide).to_pandas()
 
 
 def write_recommendation_audiences(run_dir: Any, recs: Any, consent: pd.DataFrame | None) -> pd.DataFrame:
@@ -1295,13 +1600,15 @@ def write_recommendation_audiences(run_dir: Any, recs: Any, consent: pd.DataFram
 
     out_dir = Path(run_dir) / "audiences"
     out_dir.mkdir(parents=True, exist_ok=True)
-    opted_out: set = set()
+    opted_out = pa.array([], pa.string())
     if consent is not None and "consent_marketing" in consent.columns:
         said_no = consent["consent_marketing"].eq(False).fillna(False).astype(bool)
-        opted_out = set(consent.loc[said_no, "customer_key"].astype(str))
+        opted_out = pa.array(consent.loc[said_no, "customer_key"].astype(str).unique(), pa.string())
     rows = []
     for list_name, members in _audience_members(recs).items():
-        excluded = members["customer_key"].astype(str).isin(opted_out)
+        # Arrow's set look-up: pandas' isin on Arrow-backed text calls Python once per key
+        keys = pa.array(members["customer_key"].astype(str), pa.string())
+        excluded = pd.Series(pc.is_in(keys, value_set=opted_out).to_numpy(zero_copy_only=False), index=members.index)
         keep = members.loc[~excluded].astype({"customer_key": "string"}).sort_values("customer_key")
         path = out_dir / f"recommendations_{list_name}.parquet"
         keep.to_parquet(path, index=False)
@@ -1312,9 +1619,10 @@ def write_recommendation_audiences(run_dir: Any, recs: Any, consent: pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _list_overview(recs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _list_overview(recs: Any, example_keys: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(products most often in the first three places of each list, with the share given for the
-    customer's own reasons; one example list per list, without whose it is)."""
+    customer's own reasons; one example list per list, without whose it is). ``example_keys``: each list's
+    example customer when already chosen (:class:`_ExampleChooser`, the same choice), else chosen here."""
     import ibis
 
     top3 = recs.filter(recs["rank"] <= 3)
@@ -1328,6 +1636,10 @@ def _list_overview(recs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     examples = []
     for list_name in LISTS:
         rows = recs.filter(recs.list == list_name)
+        if example_keys is not None:
+            chosen = rows.filter(rows.customer_key.isin([example_keys[list_name]] if list_name in example_keys else []))
+            examples.append(chosen.order_by("rank").to_pandas().drop(columns="customer_key"))
+            continue
         # a typical list for its campaign: as many of the customer's own regular products (buy again) or
         # as many different "bought with" products (cross-sell) as any list has, then the most kinds of reason
         if list_name == "next_basket":
@@ -1376,7 +1688,7 @@ def run_recommendations(engine: Any, settings: RecommendSettings, *, as_of: Any,
     if consent is None and engine.has_table("customers") and "consent_marketing" in engine.table("customers").columns:
         consent = engine.to_pandas(engine.table("customers").select("customer_key", "consent_marketing"))
     audiences = write_recommendation_audiences(engine.run_dir, recs, consent)
-    top_products, examples = _list_overview(recs)
+    top_products, examples = _list_overview(recs, result.example_keys)
     return RecommendationResult(result.recommender, settings, evaluation, audiences, _as_date(as_of),
                                 top_products, examples)
 

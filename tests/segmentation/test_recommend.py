@@ -555,3 +555,126 @@ def test_stage_call_reads_its_params_section_and_writes_the_contract_tables(engi
     assert engine.has_table("rec_evaluation") and result.settings.k == 4
     # the cross-sell fallback knows each customer's RFM segment, which the stage computed from the orders
     assert result.recommender.segment_names_
+
+
+# -- one set of queries for the holdout's fit and the final one; the faster paths of the lists -------------
+def all_lists(rec) -> pd.DataFrame:
+    table = pd.concat([rec.recommendations(name).to_pandas() for name in ("next_basket", "cross_sell")])
+    return table.sort_values(["customer_key", "list", "rank"]).reset_index(drop=True)
+
+
+def repeat_by_key(rec) -> pd.DataFrame:
+    entries = rec._repeat.tocoo()
+    frame = pd.DataFrame({"customer_key": rec.customers_.to_numpy(zero_copy_only=False)[entries.row],
+                          "product": rec.products_["product_id"].to_numpy()[entries.col], "score": entries.data})
+    return frame.sort_values(["customer_key", "product"]).reset_index(drop=True)
+
+
+def assert_same_fit(shared, alone):
+    assert (shared.as_of_, shared.n_baskets_, shared.largest_basket_, shared.n_customers_) == \
+        (alone.as_of_, alone.n_baskets_, alone.largest_basket_, alone.n_customers_)
+    pd.testing.assert_frame_equal(shared.products_, alone.products_, check_exact=True)
+    pd.testing.assert_frame_equal(shared.also_bought_, alone.also_bought_, check_exact=True)
+    pd.testing.assert_frame_equal(repeat_by_key(shared), repeat_by_key(alone), check_exact=True)
+    pd.testing.assert_frame_equal(all_lists(shared), all_lists(alone), check_exact=True)
+
+
+@pytest.mark.parametrize("cap", ["none", "last date only", "both dates"])
+def test_fits_from_shared_queries_equal_fits_of_their_own(engine, cap):
+    from crmlib.segmentation.recommend import _FitQueries
+
+    baskets, _matrix = random_baskets(5)
+    cutoff = dt.date(2024, 4, 5)
+    before = max(len(items) for _c, _o, day, items in baskets if dt.date.fromisoformat(day) <= cutoff)
+    # a bulk order after the cutoff: only the last date's baskets can be over a cap set at the earlier maximum
+    baskets.append(("u3", "bulk", "2024-06-02", [f"p{i:02d}" for i in range(before + 3)]))
+    options = dict(k=4, min_product_baskets=2, min_pair_baskets=2, neighbours=6,
+                   max_basket_size={"none": 40, "last date only": before, "both dates": 3}[cap])
+    lines = lines_in(engine, make_lines(baskets))
+    segments = pd.DataFrame({"customer_key": [f"u{i}" for i in range(40)],
+                             "segment": ["loyal" if i % 3 else "new" for i in range(40)]})
+    queries = _FitQueries(ProductRecommender(**options), lines, [cutoff, AS_OF])
+    capped = [largest > options["max_basket_size"] for largest in queries.largest]
+    assert capped == {"none": [False, False], "last date only": [False, True], "both dates": [True, True]}[cap]
+    for i, end in enumerate([cutoff, AS_OF]):
+        shared = queries.fit(ProductRecommender(**options), i, segments=segments)
+        alone = ProductRecommender(**options).fit(lines, end, segments=segments)
+        assert_same_fit(shared, alone)
+    assert len(queries.customers) == 40  # the last date's customers: everyone
+
+
+def test_evaluation_from_the_shared_fit_equals_the_evaluation_alone(engine):
+    baskets, _matrix = random_baskets(6)
+    lines = lines_in(engine, make_lines(baskets))
+    settings = RecommendSettings(k=3, min_product_baskets=1, min_pair_baskets=2, horizon_days=60)
+    result = recommendation_tables(engine, AS_OF, settings, lines=lines)
+    alone = evaluate_recommendations(lines, AS_OF, settings)
+    # the same customers, summed in another order: equal to rounding
+    pd.testing.assert_frame_equal(result.evaluation, alone, check_exact=False, rtol=1e-12)
+    assert_same_fit(result.recommender, ProductRecommender.from_settings(settings).fit(lines, AS_OF))
+
+
+def test_no_purchase_before_the_cutoff_leaves_the_lists_and_says_why(engine):
+    baskets = [(f"c{i}", f"o{i}", "2024-06-20", ["A", "B"]) for i in range(4)]
+    lines = lines_in(engine, make_lines(baskets))
+    result = recommendation_tables(engine, AS_OF, RecommendSettings(k=2, min_product_baskets=1), lines=lines)
+    assert isinstance(result.evaluation, CannotCompute)
+    assert "learns from purchases up to 2024-05-31" in str(result.evaluation)
+    # everyone bought both products: buy-again lists of two, and nothing left to cross-sell
+    assert not engine.has_table("rec_evaluation") and result.rows["recommendations"] == 4 * 2
+
+
+@pytest.mark.parametrize("seed", [4, 9])
+def test_top_k_laid_out_in_full_equals_the_padded_blocks(seed):
+    from crmlib.segmentation.recommend import _top_k
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.choice([0, 1, 3, 5, 8, 30], size=400)
+    rows = np.repeat(np.arange(400), lengths)
+    cols = np.concatenate([rng.choice(60, size=n, replace=False) for n in lengths])
+    values = rng.integers(0, 4, size=rows.size) / 3.0 - 0.5  # ties, and values below zero
+    matrix = sp.csr_matrix((values, (rows, cols)), shape=(400, 60))
+    padded = _top_k(matrix, 5, dense_width=0)
+    for batch in (60 * 7, 1 << 22):  # several blocks of rows, and one
+        np.testing.assert_array_equal(_top_k(matrix, 5, batch=batch, dense_width=60), padded)
+
+
+def test_strongest_link_laid_out_in_full_equals_the_sparse_lookup(engine, monkeypatch):
+    import crmlib.segmentation.recommend as recommend
+
+    baskets, _matrix = random_baskets(7)
+    lines = lines_in(engine, make_lines(baskets))
+    options = dict(k=5, min_product_baskets=1, min_pair_baskets=1, neighbours=8)
+    dense = all_lists(ProductRecommender(**options).fit(lines, AS_OF))
+    assert (dense["reason"] == REASON_WITH).sum() > 50 and dense["reason_product_id"].notna().sum() > 50
+    monkeypatch.setattr(recommend, "_DENSE_NEIGHBOURS", 0)
+    pd.testing.assert_frame_equal(all_lists(ProductRecommender(**options).fit(lines, AS_OF)), dense, check_exact=True)
+
+
+def test_example_lists_chosen_while_writing_equal_the_engines_choice(engine):
+    from crmlib.segmentation.recommend import _list_overview
+
+    baskets, _matrix = random_baskets(8)
+    lines = lines_in(engine, make_lines(baskets))
+    result = recommendation_tables(engine, AS_OF, RecommendSettings(k=4, min_product_baskets=1, min_pair_baskets=1),
+                                   lines=lines)
+    recs = engine.table("recommendations")
+    assert set(result.example_keys) == {"next_basket", "cross_sell"}
+    top, examples = _list_overview(recs, result.example_keys)
+    top_engine, examples_engine = _list_overview(recs)
+    pd.testing.assert_frame_equal(examples, examples_engine, check_exact=True)
+    pd.testing.assert_frame_equal(top, top_engine, check_exact=True)
+    assert len(examples) == 8
+
+
+def test_wide_audience_lists_equal_a_pandas_pivot():
+    import pyarrow as pa
+
+    from crmlib.segmentation.recommend import _wide_lists
+
+    part = pa.table({"customer_key": ["k2", "k1", "k2"], "rank": [2, 1, 1], "product_id": ["x", "y", "z"]})
+    rest = pa.table({"customer_key": ["k1", "k3"], "rank": [3, 1], "product_id": ["v", "w"]})
+    long = pa.concat_tables([part, rest])  # two chunks; k1 has no rank 2, nobody has rank 4
+    expected = long.to_pandas().pivot(index="customer_key", columns="rank", values="product_id")
+    expected.columns = [f"product_{int(r)}" for r in expected.columns]
+    pd.testing.assert_frame_equal(_wide_lists(long), expected.reset_index(), check_exact=True)
