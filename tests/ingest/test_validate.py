@@ -189,3 +189,16 @@ def test_duplicate_sources_by_path_and_by_content(tmp_path):
     pairs = duplicate_sources({"sources": srcs})
     assert [(a, b) for a, b, _ in pairs] == [("a", "a_again"), ("a", "b"), ("a_again", "b")]
     assert "both read the file" in pairs[0][2] and "same content" in pairs[1][2]
+
+
+def test_whole_row_repeats_found_through_the_hash_with_nulls_and_signed_zero(engine, tmp_path):
+    # the repeats are looked for only among rows whose values' hash repeats: NULLs and -0.0 / 0.0 must hash
+    # alike, or a real repeat would be missed
+    text = ("order_id,product_id,quantity,amount,brand\n"
+            "O1,P1,1,0.0,\n"        # 1 loaded
+            "O1,P1,1,-0.0,\n"       # 2 duplicate of 1: -0.0 == 0.0, NULL brand == NULL brand
+            "O1,P1,1,0.0,B\n"       # 3 loaded: another brand
+            "O1,P2,1,5,\n"          # 4 loaded
+            "O1,P1,1,0.00,\n")      # 5 duplicate of 1
+    _, _, df = _decide(engine, tmp_path, text, kind="order_lines")
+    assert df["_status"].tolist() == ["loaded", "duplicate", "loaded", "loaded", "duplicate"]
