@@ -96,6 +96,10 @@ def rfm_features(
     ).order_by("customer_key")
 
 
+#: Decimals net revenue is compared at for the monetary score (no currency has more; float noise is far below).
+MONEY_DECIMALS = 6
+
+
 def tie_safe_scores(values, n_scores: int = 5, higher_is_better: bool = True) -> np.ndarray:
     """Scores 1..n_scores from the mid-rank percentile; equal values always get equal scores.
 
@@ -119,7 +123,9 @@ def score_rfm(features: pd.DataFrame) -> pd.DataFrame:
     out = features.copy()
     out["r_score"] = tie_safe_scores(out["recency_days"], higher_is_better=False)
     out["f_score"] = tie_safe_scores(out["frequency"])
-    out["m_score"] = tie_safe_scores(out["monetary"])
+    # net revenue is a float sum, and its last bits follow the order the engine added the orders in: rounded
+    # to MONEY_DECIMALS, customers who spent the same are tied on every run, as a tie-safe score needs
+    out["m_score"] = tie_safe_scores(np.round(out["monetary"].to_numpy(dtype=float), MONEY_DECIMALS))
     out["rfm_score"] = out["r_score"].astype(str) + out["f_score"].astype(str) + out["m_score"].astype(str)
     out["segment"] = [SEGMENT_MAP[(r, f)] for r, f in zip(out["r_score"], out["f_score"])]
     return out

@@ -95,3 +95,14 @@ def test_cdnow_rfm_and_segment_table(cdnow_orders):
     assert champions["mean_frequency"] > hibernating["mean_frequency"]
     grid = rf_grid(scored)
     assert grid.shape == (5, 5) and grid.to_numpy().sum() == 2357
+
+
+def test_equal_spend_scores_alike_whatever_order_it_was_added_in():
+    # 0.1 + 0.2 and 0.2 + 0.1 + 0.0 ... are not the same float: an engine adds a customer's orders in no fixed
+    # order, and the customers who spent the same must still share one monetary score
+    spent = [0.1 + 0.2, 0.3, 0.30000000000000004] * 10 + list(np.linspace(0.0, 1.0, 70))
+    features = pd.DataFrame({"customer_key": [f"c{i}" for i in range(len(spent))], "recency_days": 10,
+                             "frequency": 1, "monetary": spent})
+    scored = score_rfm(features)
+    assert scored.loc[:29, "m_score"].nunique() == 1
+    assert scored["monetary"].tolist() == spent  # the stored net revenue is not rounded
