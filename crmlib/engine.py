@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 import weakref
 from pathlib import Path
 from typing import Any, Callable, Hashable, Mapping
@@ -36,7 +37,7 @@ import pandas as pd
 
 from crmlib.backends import backend_module
 
-__all__ = ["Engine", "TABLES_DIR", "DATABASE_FILE", "PARQUET_COMPRESSION", "SCRATCH_PREFIX", "scratch_beside", "drop_beside",
+__all__ = ["Engine", "TABLES_DIR", "DATABASE_FILE", "PARQUET_COMPRESSION", "SCRATCH_PREFIX", "scratch_beside", "drop_beside", "ScratchGroup",
            "make_scratch_dir", "remove_scratch_dir", "remove_stale_scratch", "scratch_root"]
 
 TABLES_DIR = "tables"
@@ -252,6 +253,36 @@ def drop_beside(table: ibis.Table, *names: str) -> None:
     con = table._find_backend()
     for name in names:
         _backend_of(con).drop(con, name)
+
+
+class ScratchGroup:
+    """The intermediates of one computation kept as scratch relations (:meth:`Engine.scratch`) and dropped
+    together when it ends, so that one read by several queries is computed once (DuckDB would otherwise re-run
+    it for each, Spark its whole lineage).
+
+    Parameters
+    ----------
+    where : Engine or ibis.Table
+        The engine, or (for code that holds a table but not its Engine) any table of its backend.
+    prefix : str
+        Start of the relations' names; each gets a unique suffix.
+    """
+
+    def __init__(self, where: Engine | ibis.Table, prefix: str) -> None:
+        self._con = where.con if isinstance(where, Engine) else where._find_backend()
+        self.prefix = prefix
+        self.names: list[str] = []
+
+    def store(self, expr: ibis.Table) -> ibis.Table:
+        """Compute ``expr`` once and return it as a table that later queries read."""
+        self.names.append(f"{self.prefix}_{uuid.uuid4().hex[:12]}")
+        return _backend_of(self._con).scratch(self._con, self.names[-1], expr)
+
+    def drop(self) -> None:
+        """Drop every relation :meth:`store` made."""
+        for name in self.names:
+            _backend_of(self._con).drop(self._con, name)
+        self.names.clear()
 
 
 def _backend_of(con: Any) -> Any:

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from crmlib.abtest.stats import proportion_confint
+from crmlib.engine import ScratchGroup
 from crmlib.i18n import N_, _
 from crmlib.params import schema_default
 from crmlib.present import fmt_count, fmt_number, fmt_percent
@@ -159,8 +160,8 @@ def funnel_entries(
     period_start, period_end : date-like, optional
         Entries from ``period_start`` (inclusive) to the end of the day ``period_end``.
     keep : callable, optional
-        Stores an intermediate relation and returns it as a table (``Engine.scratch`` under a name of the
-        caller's): the entries, the later events and each step's reach are then computed once. Without it the
+        Stores an intermediate relation and returns it as a table (e.g. :meth:`crmlib.engine.ScratchGroup.store`):
+        the entries, the later events and each step's reach are then computed once. Without it the
         result is one expression, which an engine may recompute part by part (several times slower at scale).
 
     Returns
@@ -340,7 +341,7 @@ def compute_funnel(
     Parameters
     ----------
     engine : crmlib.engine.Engine
-        Holds the entries as a temporary table while the eight aggregations read them.
+        Keeps the entries and their intermediates as scratch relations while the aggregations read them.
     min_users : int
         Fewer users than this at the first step in the whole period: :class:`~crmlib.status.CannotCompute`.
     Other parameters are those of :func:`funnel_entries`.
@@ -358,19 +359,14 @@ def compute_funnel(
         raise CannotCompute(_("the funnel maps event types {types} to its steps, and the events hold none of "
                               "them; roi.funnel.steps should name the event types of this data.").format(
             types=", ".join(mapped)))
-    kept = []
-
-    def keep(expr: ibis.Table) -> ibis.Table:
-        kept.append(f"funnel_part_{len(kept)}")
-        return engine.scratch(kept[-1], expr)
-
+    kept = ScratchGroup(engine, "funnel")
     entries = funnel_entries(events, orders, steps=steps, window_days=window_days, order_step=order_step,
                              order_window_days=order_window_days, period_start=period_start,
-                             period_end=period_end, keep=keep)
+                             period_end=period_end, keep=kept.store)
     try:
-        counts = funnel_counts(keep(entries), len(steps))
+        counts = funnel_counts(kept.store(entries), len(steps))
     finally:
-        engine.drop(*kept)
+        kept.drop()
     whole = counts[(counts["dimension"] == ALL) & counts["week"].isna()]
     entered = int(whole["users_0"].sum()) if len(whole) else 0
     if entered < min_users:

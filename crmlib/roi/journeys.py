@@ -32,7 +32,6 @@ Definitions (also returned in ``JourneyResult.conventions``)
 from __future__ import annotations
 
 import math
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -41,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from crmlib.engine import drop_beside, scratch_beside
+from crmlib.engine import ScratchGroup
 from crmlib.i18n import N_
 from crmlib.params import schema_default
 
@@ -164,7 +163,7 @@ def build_journeys(
         c = clv.select(ck=clv.customer_key.cast("string"), clv=clv.clv.cast("float64"))
         conv = conv.left_join(c, conv.customer_key == c.ck).drop("ck")
         conv = conv.mutate(new_clv=conv.is_new * conv.clv.fill_null(0.0)).drop("clv")
-    cache = _Scratch(touchpoints)
+    cache = ScratchGroup(touchpoints, "_roi_journeys")
     conv = cache.store(conv)  # the journeys, their paths and the totals read it: its windows run once
 
     # -- touches ----------------------------------------------------------------------------------
@@ -356,24 +355,6 @@ def by_channel(campaign_journeys: JourneyResult) -> JourneyResult:
     conventions = {**campaign_journeys.conventions, "label": "channel", "path_format": PATH_FORMAT[0]}
     return JourneyResult(out, campaign_journeys.lengths.copy(), campaign_journeys.time_to_convert.copy(),
                          dict(campaign_journeys.summary, distinct_paths=len(out)), conventions)
-
-
-class _Scratch:
-    """The journeys' intermediates kept as the engine's scratch relations (:func:`crmlib.engine.scratch_beside`),
-    so that one used by several queries is computed once (DuckDB would otherwise re-run the join for each,
-    Spark the whole lineage)."""
-
-    def __init__(self, table: ibis.Table) -> None:
-        self.table = table
-        self.names: list[str] = []
-
-    def store(self, expr: ibis.Table) -> ibis.Table:
-        name = f"_roi_journeys_{uuid.uuid4().hex[:12]}"
-        self.names.append(name)
-        return scratch_beside(self.table, name, expr)
-
-    def drop(self) -> None:
-        drop_beside(self.table, *self.names)
 
 
 def _ordered_steps(touches: ibis.Table) -> ibis.ArrayValue:
