@@ -1368,8 +1368,8 @@ def _write_arrow_chunks(engine: Any, name: str, chunks: Any) -> int:
 
 
 class _ExampleChooser:
-    """Picks each list's example customer while the lists are written (:func:`_list_overview` would read
-    the written table twice more for it): the most own regular products (buy again) or the most different
+    """Picks each list's example customer while the lists are written (a query would read the written table
+    twice more for it): the most own regular products (buy again) or the most different
     "bought with" products (cross-sell), then the most kinds of reason, then the lowest customer key."""
 
     def __init__(self, rec: ProductRecommender) -> None:
@@ -1619,10 +1619,10 @@ def write_recommendation_audiences(run_dir: Any, recs: Any, consent: pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _list_overview(recs: Any, example_keys: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _list_overview(recs: Any, example_keys: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(products most often in the first three places of each list, with the share given for the
     customer's own reasons; one example list per list, without whose it is). ``example_keys``: each list's
-    example customer when already chosen (:class:`_ExampleChooser`, the same choice), else chosen here."""
+    example customer, chosen while the lists were written (:class:`_ExampleChooser`)."""
     import ibis
 
     top3 = recs.filter(recs["rank"] <= 3)
@@ -1636,26 +1636,8 @@ def _list_overview(recs: Any, example_keys: dict[str, str] | None = None) -> tup
     examples = []
     for list_name in LISTS:
         rows = recs.filter(recs.list == list_name)
-        if example_keys is not None:
-            chosen = rows.filter(rows.customer_key.isin([example_keys[list_name]] if list_name in example_keys else []))
-            examples.append(chosen.order_by("rank").to_pandas().drop(columns="customer_key"))
-            continue
-        # a typical list for its campaign: as many of the customer's own regular products (buy again) or
-        # as many different "bought with" products (cross-sell) as any list has, then the most kinds of reason
-        if list_name == "next_basket":
-            signal = (rows.reason == REASON_REPEAT).sum()
-        else:
-            signal = rows.reason_product_id.nunique()
-        # the number of kinds of reason, as one flag per kind: a distinct count per customer would make the
-        # engine keep every (customer, reason) pair of a million lists
-        mixed = functools.reduce(operator.add, [(rows.reason == r).any().cast("int64") for r in REASONS])
-        best = rows.group_by("customer_key").agg(signal=signal, mixed=mixed)
-        best = best.order_by([ibis.desc("signal"), ibis.desc("mixed"), "customer_key"]).limit(1).to_pandas()
-        # the chosen key first, then its rows: a semi-join with the ranking reads the list twice in one
-        # query, and the engine would hold all of it (ten rows a customer) to do so
-        chosen = rows.filter(rows.customer_key.isin(best["customer_key"].tolist()))
-        example = chosen.order_by("rank").to_pandas()
-        examples.append(example.drop(columns="customer_key"))  # a page shows the list, never whose it is
+        chosen = rows.filter(rows.customer_key.isin([example_keys[list_name]] if list_name in example_keys else []))
+        examples.append(chosen.order_by("rank").to_pandas().drop(columns="customer_key"))  # never whose it is
     return top.to_pandas(), pd.concat(examples, ignore_index=True)
 
 
