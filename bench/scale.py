@@ -420,6 +420,9 @@ def main() -> None:
                     help="instead of whole runs: run these stages' notebooks statement by statement in this "
                          "process on a copy of --from-run's tables (DuckDB), printing each step's peak RSS")
     ap.add_argument("--from-run", type=Path, help="a finished run directory (for --steps and --frames)")
+    ap.add_argument("--compare-with", type=Path, metavar="RUN_DIR",
+                    help="a finished DuckDB run directory to compare the Spark run's tables with, when this "
+                         "invocation runs no DuckDB run of its own (--engines spark)")
     ap.add_argument("--frames", action="store_true",
                     help="print the per-customer frames segmentation holds in pandas, sized on --from-run")
     args = ap.parse_args()
@@ -485,10 +488,12 @@ def main() -> None:
               f"{figures.wall_s:7.1f}  {('<= 120 ' + ok_wall) if target else '-':<12} {gib(peak):>6}  "
               f"{('<= 4.00 ' + ok_peak) if target else '-'}")
 
-    duck = next((r for r in runs if r.engine == "duckdb" and r.run_dir), None)
-    spark = next((r for r in runs if r.engine == "spark" and r.run_dir), None)
+    duck = next((r.run_dir for r in runs if r.engine == "duckdb" and r.run_dir), None)
+    spark = next((r.run_dir for r in runs if r.engine == "spark" and r.run_dir), None)
+    duck = duck or (args.compare_with.resolve() if args.compare_with else None)
     if duck and spark:
-        compare_tables(duck.run_dir / "tables", spark.run_dir / "tables", args.rtol)
+        print(f"\nDuckDB tables: {duck}")
+        compare_tables(duck / "tables", spark / "tables", args.rtol)
 
 
 if __name__ == "__main__":

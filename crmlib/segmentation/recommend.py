@@ -129,7 +129,10 @@ EVALUATION_COLUMNS = (["method", "list", "k", "customers"]
                       + ["coverage", "fallback_share", "no_better_than_popularity", "cold_customers",
                          "unseen_products", "test_customers", "train_end", "test_end"])
 
-_CHUNK = 50_000  # customers scored at a time: bounds the memory of A @ S and of the fill matrices
+# customers scored at a time: bounds the memory of A @ S and of the fill matrices; at 10,000 (not 50,000) a
+# chunk's arrays stay below glibc's 32 MB mmap threshold and reuse freed memory instead of page-faulting
+# fresh memory every chunk (1M customers: scoring 22 -> 17 s, 4.5 -> 0.9 s of it in the kernel)
+_CHUNK = 10_000
 _ENTRY_BLOCK = 1 << 20  # history entries given a repurchase score at a time: bounds its float64 temporaries
 _DENSE_NEIGHBOURS = 1 << 22  # neighbour matrices up to this many cells (32 MB) are also laid out in full
 

@@ -489,6 +489,16 @@ def sample_recommender(tmp_path_factory):
     return rec, truth, pairs
 
 
+def test_lists_do_not_depend_on_how_many_customers_are_scored_at_a_time(sample_recommender, monkeypatch):
+    import crmlib.segmentation.recommend as recommend
+
+    rec = sample_recommender[0]
+    whole = all_lists(rec)
+    assert rec.n_customers_ > 1000 and rec.n_customers_ <= recommend._CHUNK  # one chunk by default
+    monkeypatch.setattr(recommend, "_CHUNK", 7)  # hundreds of chunks, each boundary inside the lists
+    pd.testing.assert_frame_equal(all_lists(rec), whole, check_exact=True)
+
+
 def test_planted_bought_together_pairs_are_each_others_first_partner(sample_recommender):
     rec, _truth, pairs = sample_recommender
     first = rec.also_bought_[rec.also_bought_["rank"] == 1].set_index("product_id")["other_product_id"]
