@@ -91,9 +91,8 @@ def plot_clv_by_segment(
 ) -> Axes:
     """Box plot (no outlier dots, whiskers at 5-95 %) of CLV per segment; segments in RFM order."""
     ax = _ax(ax, (8, 4.5))
-    order = [s for s in SEGMENTS if s in set(clv[segment_col])] + sorted(
-        set(clv[segment_col].dropna()) - set(SEGMENTS), key=str
-    )
+    present = set(clv[segment_col].dropna().unique())  # once: a million customers' labels, not per segment
+    order = [s for s in SEGMENTS if s in present] + sorted(present - set(SEGMENTS), key=str)
     data = [clv.loc[clv[segment_col] == s, "clv"].to_numpy(float) for s in order]
     boxes = ax.boxplot(data, showfliers=False, whis=(5, 95), patch_artist=True)
     for patch, segment in zip(boxes["boxes"], order):
