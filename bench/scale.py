@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/scale.py [--data /tmp/scale/data] [--customers 1_000_000] [--out /tmp/scale/bench]
                                     [--engines duckdb spark] [--master local[2]] [--spark-memory 4GB]
-                                    [--memory-limit SIZE] [--repeat 1]
+                                    [--memory-limit SIZE] [--repeat 1] [--compare-with DUCKDB_RUN_DIR]
 
 Data: the synthetic sample of ``crm sample`` (1M customers: 9.8M orders, 21.7M touches, 15.5M events),
 generated into ``--data`` when that folder holds no sample yet (about 10 minutes at 1M customers; it is
@@ -26,7 +26,8 @@ Printed per stage:
 The target on a 2-core machine: DuckDB under the default memory limit (``engine.memory_limit`` unset:
 :func:`crmlib.backends.duckdb.default_memory_limit`) runs the whole pipeline in <= 2 min and peaks at
 <= 4 GiB RSS. The Spark run must give the same results: every run table's row count and the sum of
-each of its numeric columns are compared with the DuckDB run's (relative tolerance ``--rtol``).
+each of its numeric columns are compared with the DuckDB run's (relative tolerance ``--rtol``); a run of
+``--engines spark`` alone is compared with ``--compare-with``, a finished DuckDB run on the same data.
 The figures are printed against the targets; a benchmark never fails on them. The machine may be
 shared: the load average before and after each run is printed with it.
 """
