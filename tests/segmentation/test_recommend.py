@@ -495,7 +495,7 @@ def test_lists_do_not_depend_on_how_many_customers_are_scored_at_a_time(sample_r
     rec = sample_recommender[0]
     whole = all_lists(rec)
     assert rec.n_customers_ > 1000 and rec.n_customers_ <= recommend._CHUNK  # one chunk by default
-    monkeypatch.setattr(recommend, "_CHUNK", 7)  # hundreds of chunks, each boundary inside the lists
+    monkeypatch.setattr(recommend, "_CHUNK", 7)  # hundreds of chunks of 7 customers
     pd.testing.assert_frame_equal(all_lists(rec), whole, check_exact=True)
 
 
