@@ -371,7 +371,7 @@ def validate_source(raw: RawSource, *, timezone: str, currency: str, now_local: 
     if kind not in DEDUP_WHOLE_ROW:
         # identical_rows_kept looks for repeats among millions of rows: with a stored hash of each row's
         # values it groups 8-byte integers and compares whole rows only where a hash repeats
-        row_hash = ibis.struct({c: decided[c] for c in typed}).hash()
+        row_hash = _values_hash(decided, list(typed))
         key = DEDUP_BY_ID.get(kind)
         if key in typed:  # rows with an id are never "identical rows kept"
             row_hash = ibis.ifelse(decided[key].isnull(), row_hash, ibis.null("int64"))
