@@ -909,13 +909,13 @@ class _FitQueries:
     def __init__(self, settings: ProductRecommender, lines: Any, ends: list[Any], *, purchases: Any = None) -> None:
         import ibis
 
-        from crmlib.engine import drop_beside, scratch_beside
+        from crmlib.engine import ScratchGroup
 
         self.ends = [_as_date(e) for e in ends]
         self._last = max(self.ends)
-        tag = f"rec_{id(self):x}"
+        scratch = ScratchGroup(lines, "rec")
         if purchases is None:
-            buys = scratch_beside(lines, f"{tag}_buys", purchase_lines(lines, end=self._last))
+            buys = scratch.store(purchase_lines(lines, end=self._last))
         else:
             buys = purchases.filter(purchases.day <= ibis.literal(self._last, type="date"))
         try:
@@ -923,14 +923,14 @@ class _FitQueries:
             self.pairs: list[pd.DataFrame | None] = [None] * len(self.ends)
             self.history: list[tuple[np.ndarray, ...] | None] = [None] * len(self.ends)
             if len(self.catalogue):
-                stored = scratch_beside(lines, f"{tag}_products", ibis.memtable(
+                stored = scratch.store(ibis.memtable(
                     self.catalogue[self._engine_columns], schema=ibis.schema(self._engine_schema)))
                 # the engine's largest query (the basket self-join) runs before the history arrives in
                 # Python: the engine's working memory for it and the history's arrays do not add up
-                self._pairs(settings, lines, buys, stored, tag)
+                self._pairs(settings, buys, stored, scratch)
                 self._history(buys, stored)
         finally:
-            drop_beside(lines, f"{tag}_buys", f"{tag}_products", f"{tag}_pairs")
+            scratch.drop()
 
     def _within(self, day: Any, i: int) -> Any:
         """The condition "``day`` is up to end ``i``"; None for the last date, which every purchase is within."""
@@ -975,16 +975,15 @@ class _FitQueries:
         self.n_baskets = [_whole(stats[f"baskets_{i}"]) for i in dates]
         self.largest = [_whole(stats[f"largest_{i}"]) for i in dates]
 
-    def _pairs(self, settings: ProductRecommender, lines: Any, buys: Any, stored: Any, tag: str) -> None:
+    def _pairs(self, settings: ProductRecommender, buys: Any, stored: Any, scratch: Any) -> None:
         """Each date's "also bought" partners (:meth:`ProductRecommender._set_neighbours`'s table).
 
         Pairs are counted on integer product numbers, not product ids: the self-join of the baskets and
         its group-by then hold integers instead of strings. Dates whose baskets are all within the cap
         share one self-join with a count per date; a date with larger baskets keeps each basket's
         best-selling products by that date's counts (:func:`co_occurrence`), in a query of its own.
+        ``scratch`` (a :class:`crmlib.engine.ScratchGroup`) keeps the shared pair counts.
         """
-        from crmlib.engine import scratch_beside
-
         dates = range(len(self.ends))
         capped = [self.largest[i] > settings.max_basket_size for i in dates]
         counted: dict[int, tuple[Any, str]] = {}
@@ -1007,7 +1006,7 @@ class _FitQueries:
             # every date's count is at most the last date's: this keeps each date's frequent pairs
             table = table.filter(functools.reduce(
                 operator.or_, [table[f"baskets_{i}"] >= settings.min_pair_baskets for i in shared]))
-            table = scratch_beside(lines, f"{tag}_pairs", table)
+            table = scratch.store(table)
             for i in shared:
                 counted[i] = (table.select(own_key=table.code, other_key=table.other_code,
                                            baskets=table[f"baskets_{i}"]), "code")
